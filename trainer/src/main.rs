@@ -1,0 +1,30 @@
+//! `swerl`: SWE-RL in one binary. Each subcommand lives in `cli/<name>.rs` as an
+//! `Args` struct plus `run(args) -> anyhow::Result<()>`; this file only dispatches.
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(
+    name = "swerl",
+    version,
+    about = "SWE-RL in one Rust binary: miner, reward, Llama-3 GRPO trainer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the build's features and the devices it can use.
+    Info(cli::info::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info(a) => cli::info::run(a),
+    }
+}
