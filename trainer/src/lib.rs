@@ -1,2 +1,4 @@
 //! swerl's trainer crate: the SWE-RL reward, prompts, GRPO and SFT, checkpoints, metrics.
 //! The `swerl` binary (src/main.rs + src/cli/) is a thin layer over this library.
+
+pub mod reward;
