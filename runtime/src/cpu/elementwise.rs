@@ -1,0 +1,75 @@
+//! Elementwise ops and reductions (rayon over fixed-size chunks).
+
+use rayon::prelude::*;
+
+use crate::{Result, Tensor};
+
+pub(crate) const CHUNK: usize = 1 << 14;
+
+pub(crate) fn binary(
+    op: &'static str,
+    out: &mut Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<()> {
+    let a = a.f32_cow(op)?;
+    let b = b.f32_cow(op)?;
+    out.with_f32_mut(op, false, |o| {
+        o.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(a, b);
+                }
+            });
+        Ok(())
+    })
+}
+
+pub(crate) fn scale(out: &mut Tensor, x: &Tensor, s: f32) -> Result<()> {
+    let x = x.f32_cow("scale")?;
+    out.with_f32_mut("scale", false, |o| {
+        o.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = s * x;
+                }
+            });
+        Ok(())
+    })
+}
+
+pub(crate) fn scale_inplace(x: &mut Tensor, s: f32) -> Result<()> {
+    x.with_f32_mut("scale_inplace", true, |o| {
+        o.par_chunks_mut(CHUNK)
+            .for_each(|o| o.iter_mut().for_each(|v| *v *= s));
+        Ok(())
+    })
+}
+
+pub(crate) fn axpy(y: &mut Tensor, alpha: f32, x: &Tensor) -> Result<()> {
+    let x = x.f32_cow("axpy")?;
+    y.with_f32_mut("axpy", true, |o| {
+        o.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o += alpha * x;
+                }
+            });
+        Ok(())
+    })
+}
+
+pub(crate) fn reduce(op: &'static str, x: &Tensor, f: impl Fn(f32) -> f64 + Sync) -> Result<f64> {
+    let x = x.f32_cow(op)?;
+    Ok(x.par_chunks(CHUNK)
+        .map(|c| {
+            c.chunks(64)
+                .map(|r| r.iter().map(|&v| f(v)).sum::<f64>())
+                .sum::<f64>()
+        })
+        .sum())
+}

@@ -1,0 +1,134 @@
+//! Row-wise softmax family: log-probs of targets, their backward, softmax.
+
+use rayon::prelude::*;
+
+use crate::{Error, Result, Tensor};
+
+fn targets_checked(
+    op: &'static str,
+    targets: &Tensor,
+    v: usize,
+    ignore: Option<i64>,
+) -> Result<Vec<i64>> {
+    let t = targets.i64_cow(op)?.into_owned();
+    if let Some(&bad) = t
+        .iter()
+        .find(|&&x| Some(x) != ignore && (x < 0 || x as usize >= v))
+    {
+        return Err(Error::Invalid {
+            op,
+            msg: format!("target {bad} outside vocabulary of {v} (ignore_index {ignore:?})"),
+        });
+    }
+    Ok(t)
+}
+
+/// `max` and `logsumexp` of `row * inv_t`.
+fn row_lse(row: &[f32], inv_t: f32) -> f32 {
+    let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * inv_t));
+    if mx == f32::NEG_INFINITY {
+        return mx;
+    }
+    let s: f32 = row.iter().map(|&x| (x * inv_t - mx).exp()).sum();
+    mx + s.ln()
+}
+
+pub(crate) fn logprobs_fwd(
+    logp: &mut Tensor,
+    lse: &mut Tensor,
+    logits: &Tensor,
+    targets: &Tensor,
+    temperature: f32,
+    ignore: Option<i64>,
+) -> Result<()> {
+    const OP: &str = "token_logprobs_fwd";
+    let v = logits.dim(logits.rank() - 1);
+    let tg = targets_checked(OP, targets, v, ignore)?;
+    let x = logits.f32_cow(OP)?;
+    let inv_t = 1.0 / temperature;
+    let lp = logp.as_mut_slice::<f32>()?;
+    let ls = lse.as_mut_slice::<f32>()?;
+    if v == 0 {
+        ls.fill(f32::NEG_INFINITY);
+        lp.fill(0.0);
+        return Ok(());
+    }
+    lp.par_iter_mut()
+        .zip(ls.par_iter_mut())
+        .zip(x.par_chunks(v))
+        .zip(tg.par_iter())
+        .for_each(|(((lp, ls), row), &t)| {
+            let l = row_lse(row, inv_t);
+            *ls = l;
+            *lp = if Some(t) == ignore {
+                0.0
+            } else {
+                row[t as usize] * inv_t - l
+            };
+        });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn logprobs_bwd(
+    dlogits: &mut Tensor,
+    dlogp: Option<&Tensor>,
+    scale: f32,
+    logits: &Tensor,
+    lse: &Tensor,
+    targets: &Tensor,
+    temperature: f32,
+    ignore: Option<i64>,
+) -> Result<()> {
+    const OP: &str = "token_logprobs_bwd";
+    let v = logits.dim(logits.rank() - 1);
+    let tg = targets_checked(OP, targets, v, ignore)?;
+    let x = logits.f32_cow(OP)?;
+    let l = lse.f32_cow(OP)?;
+    let g = match dlogp {
+        Some(t) => Some(t.f32_cow(OP)?),
+        None => None,
+    };
+    let inv_t = 1.0 / temperature;
+    if v == 0 {
+        return Ok(());
+    }
+    dlogits.with_f32_mut(OP, false, |dl| {
+        dl.par_chunks_mut(v).enumerate().for_each(|(n, drow)| {
+            let t = tg[n];
+            if Some(t) == ignore {
+                drow.fill(0.0);
+                return;
+            }
+            let c = scale * g.as_ref().map_or(1.0, |g| g[n]) * inv_t;
+            let row = &x[n * v..(n + 1) * v];
+            let ln = l[n];
+            for (d, &xv) in drow.iter_mut().zip(row) {
+                *d = -c * (xv * inv_t - ln).exp();
+            }
+            drow[t as usize] += c;
+        });
+        Ok(())
+    })
+}
+
+pub(crate) fn softmax(out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
+    const OP: &str = "softmax";
+    let v = x.dim(x.rank() - 1);
+    if v == 0 {
+        return Ok(());
+    }
+    let xf = x.f32_cow(OP)?;
+    let inv_t = 1.0 / temperature;
+    out.with_f32_mut(OP, false, |o| {
+        o.par_chunks_mut(v)
+            .zip(xf.par_chunks(v))
+            .for_each(|(o, row)| {
+                let l = row_lse(row, inv_t);
+                for (o, &xv) in o.iter_mut().zip(row) {
+                    *o = (xv * inv_t - l).exp();
+                }
+            });
+        Ok(())
+    })
+}

@@ -1,0 +1,186 @@
+//! The CPU backend: rayon-parallel loops and `gemm` matmuls over host memory.
+
+pub(crate) mod adamw;
+pub(crate) mod attention;
+pub(crate) mod cast;
+pub(crate) mod elementwise;
+pub(crate) mod loss;
+pub(crate) mod matmul;
+pub(crate) mod nn;
+
+use crate::backend::{AdamWParams, AttnArgs, Backend, MatmulDims, MatmulParams};
+use crate::{Result, Tensor};
+
+/// The host backend (always available).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn cast(&self, out: &mut Tensor, x: &Tensor) -> Result<()> {
+        cast::cast(out, x)
+    }
+    fn copy_rows(&self, dst: &mut Tensor, dst_row: usize, src: &Tensor) -> Result<()> {
+        cast::copy_rows(dst, dst_row, src)
+    }
+    fn matmul(
+        &self,
+        out: &mut Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        dims: &MatmulDims,
+        p: &MatmulParams,
+    ) -> Result<()> {
+        matmul::matmul(out, a, b, dims, p)
+    }
+    fn add(&self, out: &mut Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
+        elementwise::binary("add", out, a, b, |x, y| x + y)
+    }
+    fn mul(&self, out: &mut Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
+        elementwise::binary("mul", out, a, b, |x, y| x * y)
+    }
+    fn scale(&self, out: &mut Tensor, x: &Tensor, s: f32) -> Result<()> {
+        elementwise::scale(out, x, s)
+    }
+    fn scale_inplace(&self, x: &mut Tensor, s: f32) -> Result<()> {
+        elementwise::scale_inplace(x, s)
+    }
+    fn axpy(&self, y: &mut Tensor, alpha: f32, x: &Tensor) -> Result<()> {
+        elementwise::axpy(y, alpha, x)
+    }
+    fn sum(&self, x: &Tensor) -> Result<f64> {
+        elementwise::reduce("sum", x, |v| v as f64)
+    }
+    fn sum_squares(&self, x: &Tensor) -> Result<f64> {
+        elementwise::reduce("sum_squares", x, |v| (v as f64) * (v as f64))
+    }
+    fn rmsnorm_fwd(
+        &self,
+        out: &mut Tensor,
+        rstd: &mut Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<()> {
+        nn::rmsnorm_fwd(out, rstd, x, w, eps)
+    }
+    fn rmsnorm_bwd(
+        &self,
+        dx: &mut Tensor,
+        dw: &mut Tensor,
+        dout: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        rstd: &Tensor,
+        accumulate_dx: bool,
+    ) -> Result<()> {
+        nn::rmsnorm_bwd(dx, dw, dout, x, w, rstd, accumulate_dx)
+    }
+    fn rope(
+        &self,
+        x: &mut Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        pos: &Tensor,
+        inverse: bool,
+    ) -> Result<()> {
+        nn::rope(x, cos, sin, pos, inverse)
+    }
+    fn attention_fwd(
+        &self,
+        out: &mut Tensor,
+        lse: Option<&mut Tensor>,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        a: &AttnArgs,
+    ) -> Result<()> {
+        attention::attention_fwd(out, lse, q, k, v, a)
+    }
+    fn attention_bwd(
+        &self,
+        dq: &mut Tensor,
+        dk: &mut Tensor,
+        dv: &mut Tensor,
+        dout: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        a: &AttnArgs,
+    ) -> Result<()> {
+        attention::attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, a)
+    }
+    fn kv_cache_write(&self, cache: &mut Tensor, new: &Tensor, starts: &Tensor) -> Result<()> {
+        cast::kv_cache_write(cache, new, starts)
+    }
+    fn swiglu_fwd(&self, out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()> {
+        nn::swiglu_fwd(out, gate, up)
+    }
+    fn swiglu_bwd(
+        &self,
+        dgate: &mut Tensor,
+        dup: &mut Tensor,
+        dout: &Tensor,
+        gate: &Tensor,
+        up: &Tensor,
+    ) -> Result<()> {
+        nn::swiglu_bwd(dgate, dup, dout, gate, up)
+    }
+    fn embedding_fwd(&self, out: &mut Tensor, ids: &Tensor, table: &Tensor) -> Result<()> {
+        nn::embedding_fwd(out, ids, table)
+    }
+    fn embedding_bwd(&self, dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) -> Result<()> {
+        nn::embedding_bwd(dtable, dout, ids)
+    }
+    fn logprobs_fwd(
+        &self,
+        logp: &mut Tensor,
+        lse: &mut Tensor,
+        logits: &Tensor,
+        targets: &Tensor,
+        temperature: f32,
+        ignore_index: Option<i64>,
+    ) -> Result<()> {
+        loss::logprobs_fwd(logp, lse, logits, targets, temperature, ignore_index)
+    }
+    fn logprobs_bwd(
+        &self,
+        dlogits: &mut Tensor,
+        dlogp: Option<&Tensor>,
+        scale: f32,
+        logits: &Tensor,
+        lse: &Tensor,
+        targets: &Tensor,
+        temperature: f32,
+        ignore_index: Option<i64>,
+    ) -> Result<()> {
+        loss::logprobs_bwd(
+            dlogits,
+            dlogp,
+            scale,
+            logits,
+            lse,
+            targets,
+            temperature,
+            ignore_index,
+        )
+    }
+    fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
+        loss::softmax(out, x, temperature)
+    }
+    fn adamw(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        copy: Option<&mut Tensor>,
+        p: &AdamWParams,
+    ) -> Result<()> {
+        adamw::adamw(param, grad, m, v, copy, p)
+    }
+}
