@@ -2,3 +2,4 @@
 //! The `swerl` binary (src/main.rs + src/cli/) is a thin layer over this library.
 
 pub mod reward;
+pub mod grpo;
