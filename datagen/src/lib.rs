@@ -1,1 +1,20 @@
-//! placeholder
+//! SWE-RL data: git histories (and GH Archive event dumps) turned into filtered,
+//! deduplicated, memory-mapped training instances.
+
+pub mod diff;
+pub mod error;
+pub mod events;
+pub mod filter;
+pub mod git;
+pub mod instance;
+pub mod mine;
+pub mod refs;
+pub mod relevant;
+pub mod rules;
+pub mod unit;
+
+pub use error::{Error, Result};
+pub use events::Events;
+pub use filter::{FilterConfig, Reject, Report};
+pub use instance::{Instance, RelevantFile, Stats, UnitKind};
+pub use mine::{MineOptions, Miner};

@@ -1,0 +1,202 @@
+//! Git-style unified diffs (`diff --git`, `---/+++`, `@@` hunks) that `git apply` accepts,
+//! the SWE-bench test/fix split, and the whitespace-normalised patch hash used for dedup.
+
+use std::fmt::Write;
+
+use similar::{ChangeTag, TextDiff};
+
+/// git's own rule: a NUL byte in the first 8000 bytes means binary.
+pub fn is_binary(data: &[u8]) -> bool {
+    data[..data.len().min(8000)].contains(&0)
+}
+
+/// SWE-bench (`extract_patches`) sends a file to `test_patch` when its path contains one of
+/// `test`, `tests`, `e2e`, `testing` as a substring; `test` subsumes two of them.
+pub fn is_test_path(path: &str) -> bool {
+    path.contains("test") || path.contains("e2e")
+}
+
+/// One side of a file change.
+#[derive(Clone, Copy, Debug)]
+pub struct Side<'a> {
+    pub path: &'a str,
+    pub mode: &'a str,
+    pub id: &'a str,
+    pub text: &'a str,
+}
+
+/// Line counts of one file's diff.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineCounts {
+    pub added: usize,
+    pub removed: usize,
+}
+
+fn abbrev(id: &str) -> &str {
+    &id[..id.len().min(7)]
+}
+
+/// The patch of one file. `similarity` marks a rename (percent, as git prints it).
+pub fn file_patch(old: Option<Side<'_>>, new: Option<Side<'_>>, similarity: Option<u32>) -> (String, LineCounts) {
+    let mut out = String::new();
+    let old_path = old.or(new).map(|s| s.path).unwrap_or_default();
+    let new_path = new.or(old).map(|s| s.path).unwrap_or_default();
+    let _ = writeln!(out, "diff --git a/{old_path} b/{new_path}");
+    const ZERO: &str = "0000000";
+    match (old, new) {
+        (None, Some(n)) => {
+            let _ = writeln!(out, "new file mode {}\nindex {ZERO}..{}", n.mode, abbrev(n.id));
+        }
+        (Some(o), None) => {
+            let _ = writeln!(out, "deleted file mode {}\nindex {}..{ZERO}", o.mode, abbrev(o.id));
+        }
+        (Some(o), Some(n)) => {
+            if o.mode != n.mode {
+                let _ = writeln!(out, "old mode {}\nnew mode {}", o.mode, n.mode);
+            }
+            if let Some(sim) = similarity {
+                let _ = writeln!(out, "similarity index {sim}%\nrename from {}\nrename to {}", o.path, n.path);
+            }
+            if o.id != n.id {
+                let _ = write!(out, "index {}..{}", abbrev(o.id), abbrev(n.id));
+                if o.mode == n.mode {
+                    let _ = write!(out, " {}", n.mode);
+                }
+                out.push('\n');
+            }
+        }
+        (None, None) => return (String::new(), LineCounts::default()),
+    }
+    let old_text = old.map(|s| s.text).unwrap_or("");
+    let new_text = new.map(|s| s.text).unwrap_or("");
+    if old_text == new_text {
+        // Pure renames and mode changes carry no hunks, exactly like git's output.
+        return (out, LineCounts::default());
+    }
+    let _ = writeln!(out, "--- {}", old.map(|s| format!("a/{}", s.path)).unwrap_or_else(|| "/dev/null".into()));
+    let _ = writeln!(out, "+++ {}", new.map(|s| format!("b/{}", s.path)).unwrap_or_else(|| "/dev/null".into()));
+    let counts = write_hunks(&mut out, old_text, new_text);
+    (out, counts)
+}
+
+fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
+    let diff = TextDiff::configure().algorithm(similar::Algorithm::Myers).diff_lines(old, new);
+    let mut counts = LineCounts::default();
+    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+        let _ = writeln!(out, "{}", hunk.header());
+        for change in hunk.iter_changes() {
+            let (tag, line) = (change.tag(), change.value());
+            match tag {
+                ChangeTag::Delete => {
+                    counts.removed += 1;
+                    out.push('-')
+                }
+                ChangeTag::Insert => {
+                    counts.added += 1;
+                    out.push('+')
+                }
+                ChangeTag::Equal => out.push(' '),
+            }
+            out.push_str(line);
+            if !line.ends_with('\n') {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+    }
+    counts
+}
+
+/// Splits a multi-file patch (as produced by `file_patch`, concatenated) at `diff --git`
+/// boundaries: (file path, that file's patch text).
+pub fn split_files(patch: &str) -> Vec<(&str, &str)> {
+    let mut starts: Vec<usize> = patch.match_indices("diff --git a/").map(|(i, _)| i).filter(|&i| i == 0 || patch.as_bytes()[i - 1] == b'\n').collect();
+    starts.push(patch.len());
+    starts
+        .windows(2)
+        .map(|w| {
+            let chunk = &patch[w[0]..w[1]];
+            let header = chunk.lines().next().unwrap_or("");
+            let path = header.rsplit_once(" b/").map(|(_, p)| p).unwrap_or("");
+            (path, chunk)
+        })
+        .collect()
+}
+
+/// 128-bit FNV-1a of the patch's `+`/`-` lines and file headers with all whitespace
+/// removed: the same change re-indented, or landed at other line numbers in a fork, hashes
+/// the same. Line numbers and blob ids are left out on purpose.
+pub fn normalized_hash(patch: &str) -> u128 {
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for line in patch.lines() {
+        let keep = line.starts_with('+') || line.starts_with('-');
+        if !keep {
+            continue;
+        }
+        for b in line.bytes().filter(|b| !b.is_ascii_whitespace()) {
+            h ^= b as u128;
+            h = h.wrapping_mul(PRIME);
+        }
+        h ^= b'\n' as u128;
+        h = h.wrapping_mul(PRIME);
+    }
+    h
+}
+
+/// Similarity of two texts in percent, the way rename detection needs it.
+pub fn similarity(a: &str, b: &str) -> u32 {
+    if a == b {
+        return 100;
+    }
+    let diff = TextDiff::configure().timeout(std::time::Duration::from_millis(200)).diff_lines(a, b);
+    (diff.ratio() * 100.0).floor() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side<'a>(path: &'a str, text: &'a str) -> Side<'a> {
+        Side { path, mode: "100644", id: "1234567890", text }
+    }
+
+    #[test]
+    fn modified_file_has_git_headers_and_hunk() {
+        let (p, c) = file_patch(Some(side("a.py", "x = 1\ny = 2\n")), Some(side("a.py", "x = 1\ny = 3\n")), None);
+        assert_eq!(p, "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3\n");
+        assert_eq!(c, LineCounts { added: 1, removed: 1 });
+    }
+
+    #[test]
+    fn missing_newline_is_marked() {
+        let (p, _) = file_patch(Some(side("a", "a")), Some(side("a", "b")), None);
+        assert!(p.ends_with("@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n"), "{p}");
+    }
+
+    #[test]
+    fn new_and_deleted_files_use_dev_null() {
+        let (p, _) = file_patch(None, Some(side("n.py", "a\n")), None);
+        assert!(p.contains("new file mode 100644\n") && p.contains("--- /dev/null\n+++ b/n.py\n@@ -0,0 +1 @@\n+a\n"), "{p}");
+        let (p, _) = file_patch(Some(side("n.py", "a\n")), None, None);
+        assert!(p.contains("deleted file mode 100644\n") && p.contains("--- a/n.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-a\n"), "{p}");
+    }
+
+    #[test]
+    fn hash_ignores_whitespace_and_line_numbers() {
+        let a = "diff --git a/x b/x\n@@ -1,2 +1,2 @@\n-foo( a )\n+foo(b)\n";
+        let b = "diff --git a/x b/x\n@@ -10,2 +10,2 @@\n-foo(a)\n+foo(  b )\n";
+        let c = "diff --git a/x b/x\n@@ -1,2 +1,2 @@\n-foo(a)\n+foo(c)\n";
+        assert_eq!(normalized_hash(a), normalized_hash(b));
+        assert_ne!(normalized_hash(a), normalized_hash(c));
+    }
+
+    #[test]
+    fn split_and_test_rule() {
+        let p = "diff --git a/src/a.py b/src/a.py\n+x\ndiff --git a/tests/t.py b/tests/t.py\n+y\n";
+        let parts = split_files(p);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].0, "tests/t.py");
+        assert!(is_test_path(parts[1].0) && !is_test_path(parts[0].0));
+        assert!(is_test_path("pkg/e2e/run.js"));
+    }
+}

@@ -1,0 +1,195 @@
+//! "Relevant but unmodified" files for the context (SWE-RL App. A): a model shown only the
+//! files it must change learns to edit everything it sees.
+//!
+//! Heuristic, in order until K files are chosen:
+//! 1. `co-change`: over a sliding window of the most recent earlier changes (default 2000
+//!    commits/PRs, each of at most 100 files), score every other file by the number of
+//!    changes it shared with any modified file; highest score first, ties by path.
+//! 2. `import`: files in the same directory as a modified file where one names the other's
+//!    file stem on an import-like line (`import`, `from`, `use`, `mod`, `#include`, `require`);
+//!    the score counts both directions.
+//!
+//! Only text files that exist at the base commit, are not tests or noise and fit the size
+//! limit qualify. The window bounds memory by its length, not by the history.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use gix::hash::ObjectId;
+
+use crate::filter::FilterConfig;
+use crate::git::{EntryKind, Repo};
+use crate::instance::RelevantFile;
+use crate::{diff, rules, Result};
+
+const MAX_SET: usize = 100;
+
+pub struct Window {
+    ids: HashMap<Vec<u8>, u32>,
+    names: Vec<Vec<u8>>,
+    sets: VecDeque<Vec<u32>>,
+    cap: usize,
+}
+
+impl Window {
+    pub fn new(cap: usize) -> Window {
+        Window { ids: HashMap::new(), names: Vec::new(), sets: VecDeque::new(), cap }
+    }
+
+    fn id(&mut self, path: &[u8]) -> u32 {
+        if let Some(&i) = self.ids.get(path) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(path.to_vec());
+        self.ids.insert(path.to_vec(), i);
+        i
+    }
+
+    /// Records one change set (a commit or a PR); huge ones carry no co-change signal.
+    pub fn push<'a>(&mut self, paths: impl IntoIterator<Item = &'a [u8]>) {
+        let paths: Vec<&[u8]> = paths.into_iter().collect();
+        if paths.len() < 2 || paths.len() > MAX_SET || self.cap == 0 {
+            return;
+        }
+        let set = paths.into_iter().map(|p| self.id(p)).collect();
+        if self.sets.len() == self.cap {
+            self.sets.pop_front();
+        }
+        self.sets.push_back(set);
+    }
+
+    /// Up to `n` unmodified paths that changed together with `modified`, best first.
+    pub fn candidates<'a>(&self, modified: impl IntoIterator<Item = &'a [u8]>, n: usize) -> Vec<(Vec<u8>, u32)> {
+        let m: HashSet<u32> = modified.into_iter().filter_map(|p| self.ids.get(p).copied()).collect();
+        if m.is_empty() || n == 0 {
+            return Vec::new();
+        }
+        let mut score: HashMap<u32, u32> = HashMap::new();
+        for set in &self.sets {
+            if set.iter().any(|i| m.contains(i)) {
+                for i in set.iter().filter(|i| !m.contains(i)) {
+                    *score.entry(*i).or_default() += 1;
+                }
+            }
+        }
+        let mut out: Vec<(Vec<u8>, u32)> = score.into_iter().map(|(i, s)| (self.names[i as usize].clone(), s)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(n);
+        out
+    }
+}
+
+/// Text of a file at `tree` if it may be put into the context.
+fn eligible(repo: &Repo, tree: ObjectId, path: &[u8], cfg: &FilterConfig) -> Result<Option<(String, String)>> {
+    let Ok(path_s) = std::str::from_utf8(path) else { return Ok(None) };
+    if diff::is_test_path(path_s) || rules::noise_kind(path_s).is_some() {
+        return Ok(None);
+    }
+    let Some(entry) = repo.entry_at(tree, path)? else { return Ok(None) };
+    if !matches!(entry.kind, EntryKind::File | EntryKind::Executable) {
+        return Ok(None);
+    }
+    let data = repo.blob(entry.id)?;
+    if data.len() > cfg.max_file_bytes || diff::is_binary(&data) {
+        return Ok(None);
+    }
+    Ok(String::from_utf8(data).ok().map(|t| (path_s.to_string(), t)))
+}
+
+fn stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.split('.').next().unwrap_or(name)
+}
+
+/// Number of import-like lines of `text` that name `target` as a whole identifier.
+fn imports(text: &str, target: &str) -> u32 {
+    if target.is_empty() {
+        return 0;
+    }
+    text.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let import_like = ["import ", "from ", "use ", "mod ", "pub mod ", "pub use ", "#include"].iter().any(|k| t.starts_with(k))
+                || t.contains("require(")
+                || t.contains("import(");
+            import_like && t.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == target)
+        })
+        .count() as u32
+}
+
+/// The relevant files for one unit, with their content at the base commit.
+pub fn choose(
+    repo: &Repo,
+    base_tree: ObjectId,
+    cochange: &[(Vec<u8>, u32)],
+    modified: &HashSet<Vec<u8>>,
+    code_context: &BTreeMap<String, String>,
+    cfg: &FilterConfig,
+) -> Result<Vec<(RelevantFile, String)>> {
+    let k = cfg.relevant_k;
+    let mut out: Vec<(RelevantFile, String)> = Vec::new();
+    for (path, score) in cochange {
+        if out.len() >= k {
+            return Ok(out);
+        }
+        if modified.contains(path) {
+            continue;
+        }
+        if let Some((p, text)) = eligible(repo, base_tree, path, cfg)? {
+            out.push((RelevantFile { path: p, method: "co-change".into(), score: *score }, text));
+        }
+    }
+    if out.len() >= k {
+        return Ok(out);
+    }
+    let mut scored: Vec<(u32, String, String)> = Vec::new();
+    let mut seen: HashSet<String> = out.iter().map(|(r, _)| r.path.clone()).collect();
+    for (mpath, mtext) in code_context {
+        let dir = mpath.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let siblings = repo.list_dir(base_tree, dir.as_bytes())?;
+        for (spath, _) in siblings.into_iter().take(200) {
+            if modified.contains(&spath) {
+                continue;
+            }
+            let Some((sp, stext)) = eligible(repo, base_tree, &spath, cfg)? else { continue };
+            if seen.contains(&sp) {
+                continue;
+            }
+            let score = imports(mtext, stem(&sp)) + imports(&stext, stem(mpath));
+            if score > 0 {
+                seen.insert(sp.clone());
+                scored.push((score, sp, stext));
+            }
+        }
+    }
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for (score, path, text) in scored.into_iter().take(k - out.len()) {
+        out.push((RelevantFile { path, method: "import".into(), score }, text));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_scores_co_changes() {
+        let mut w = Window::new(3);
+        w.push([b"a.py".as_slice(), b"b.py"]);
+        w.push([b"a.py".as_slice(), b"b.py", b"c.py"]);
+        w.push([b"x.py".as_slice(), b"y.py"]);
+        let c = w.candidates([b"a.py".as_slice()], 5);
+        assert_eq!(c, vec![(b"b.py".to_vec(), 2), (b"c.py".to_vec(), 1)]);
+        // The oldest set falls out of a full window.
+        w.push([b"x.py".as_slice(), b"z.py"]);
+        assert_eq!(w.candidates([b"a.py".as_slice()], 5), vec![(b"b.py".to_vec(), 1), (b"c.py".to_vec(), 1)]);
+    }
+
+    #[test]
+    fn import_lines() {
+        assert_eq!(imports("from .utils import helper\nx = utils\n", "utils"), 1);
+        assert_eq!(imports("use crate::parser;\n", "parser"), 1);
+        assert_eq!(imports("import os\n", "utils"), 0);
+    }
+}
