@@ -16,3 +16,34 @@ pub use registry::{KernelSource, KERNELS};
 
 #[cfg(feature = "cuda")]
 pub mod compile;
+#[cfg(feature = "cuda")]
+pub mod context;
+
+#[cfg(feature = "cuda")]
+pub mod adamw;
+#[cfg(feature = "cuda")]
+pub mod attention;
+#[cfg(feature = "cuda")]
+pub mod cast;
+#[cfg(feature = "cuda")]
+pub mod cross_entropy;
+#[cfg(feature = "cuda")]
+pub mod embedding;
+#[cfg(feature = "cuda")]
+pub mod gemm;
+#[cfg(feature = "cuda")]
+pub mod reduce;
+#[cfg(feature = "cuda")]
+pub mod rmsnorm;
+#[cfg(feature = "cuda")]
+pub mod rope;
+#[cfg(feature = "cuda")]
+pub mod sampling;
+#[cfg(feature = "cuda")]
+pub mod swiglu;
+
+#[cfg(feature = "cuda")]
+pub use context::{Elem, Gpu};
+/// cudarc, re-exported so the CUDA backend shares this crate's version and features.
+#[cfg(feature = "cuda")]
+pub use cudarc;
