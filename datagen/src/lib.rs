@@ -1,6 +1,7 @@
 //! SWE-RL data: git histories (and GH Archive event dumps) turned into filtered,
 //! deduplicated, memory-mapped training instances.
 
+pub mod dataset;
 pub mod diff;
 pub mod error;
 pub mod events;
@@ -11,8 +12,10 @@ pub mod mine;
 pub mod refs;
 pub mod relevant;
 pub mod rules;
+pub mod shard;
 pub mod unit;
 
+pub use dataset::{Dataset, DatasetWriter};
 pub use error::{Error, Result};
 pub use events::Events;
 pub use filter::{FilterConfig, Reject, Report};
