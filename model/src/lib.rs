@@ -1,1 +1,19 @@
-//! placeholder
+//! Llama-3 for swerl: Hugging Face folder loading/saving (config, safetensors, tokenizer, chat
+//! template), forward and hand-written backward layer by layer over preallocated activation
+//! buffers, KV-cache generation, and log-probs — all written once against `runtime::ops`.
+
+pub mod activations;
+pub mod config;
+pub mod error;
+pub mod layers;
+pub mod model;
+pub mod params;
+pub mod safetensors_io;
+pub mod tokenizer;
+
+pub use activations::{Activations, GradBuffers};
+pub use config::LlamaConfig;
+pub use error::{ModelError, Result};
+pub use model::Llama;
+pub use params::LlamaParams;
+pub use tokenizer::{Message, Tokenizer};

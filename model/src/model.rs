@@ -1,0 +1,191 @@
+//! The Llama-3 model: config + parameters + RoPE tables, with the training/scoring forward
+//! and the hand-written backward over preallocated [`Activations`].
+
+use std::path::Path;
+
+use runtime::{CrossEntropyStats, DType, Device, Tensor};
+
+use crate::activations::{Activations, GradBuffers};
+use crate::config::LlamaConfig;
+use crate::error::{ModelError, Result};
+use crate::layers::attention::Keys;
+use crate::layers::rope::Rope;
+use crate::layers::{block, embedding, lm_head, rmsnorm};
+use crate::params::LlamaParams;
+use crate::safetensors_io::WeightFiles;
+
+/// A Llama-3 causal LM.
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub params: LlamaParams,
+    pub rope: Rope,
+    pub device: Device,
+}
+
+impl Llama {
+    /// Loads a Hugging Face folder with f32 weights.
+    pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_as(dir, DType::F32)
+    }
+
+    /// Loads a Hugging Face folder, converting the weights to `dtype`.
+    pub fn load_as(dir: &Path, dtype: DType) -> Result<Self> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let files = WeightFiles::open(dir)?;
+        let params = LlamaParams::load(&config, &files, dtype)?;
+        Self::from_params(config, params)
+    }
+
+    pub fn from_params(config: LlamaConfig, params: LlamaParams) -> Result<Self> {
+        let device = *params.embed.device();
+        let rope = Rope::new(&config, &device)?;
+        Ok(Llama {
+            config,
+            params,
+            rope,
+            device,
+        })
+    }
+
+    /// Random weights (`N(0, 0.02^2)` matrices, unit norms) from `seed`.
+    pub fn random(config: LlamaConfig, dtype: DType, seed: u64) -> Result<Self> {
+        let params = LlamaParams::random(&config, dtype, 0.02, seed)?;
+        Self::from_params(config, params)
+    }
+
+    /// Token ids `[B, T]` (I64) from rows of equal length.
+    pub fn ids_tensor(&self, rows: &[Vec<u32>]) -> Result<Tensor> {
+        let t = rows.first().map_or(0, Vec::len);
+        if rows.is_empty() || t == 0 || rows.iter().any(|r| r.len() != t) {
+            return Err(ModelError::Invalid(format!(
+                "need a non-empty batch of equal-length non-empty rows (lengths {:?})",
+                rows.iter().map(Vec::len).collect::<Vec<_>>()
+            )));
+        }
+        let flat: Vec<i64> = rows.iter().flatten().map(|&x| x as i64).collect();
+        Ok(Tensor::from_vec(flat, &[rows.len(), t])?.to_device(&self.device)?)
+    }
+
+    fn check_ids(&self, ids: &Tensor, acts: &Activations) -> Result<()> {
+        if ids.shape() != [acts.batch, acts.seq] {
+            return Err(ModelError::Invalid(format!(
+                "ids {:?} do not match activations for [{}, {}]",
+                ids.shape(),
+                acts.batch,
+                acts.seq
+            )));
+        }
+        if acts.seq > self.rope.max_positions() {
+            return Err(ModelError::Invalid(format!(
+                "sequence length {} exceeds max_position_embeddings {}",
+                acts.seq,
+                self.rope.max_positions()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Forward of one layer `l` from `acts.resid[l]` into `acts.resid[l + 1]`.
+    fn layer_forward(&self, l: usize, acts: &mut Activations) -> Result<()> {
+        let slot = if acts.recompute { 0 } else { l };
+        let (before, after) = acts.resid.split_at_mut(l + 1);
+        block::forward(
+            &self.params.layers[l],
+            &self.rope,
+            self.config.rms_norm_eps,
+            &mut acts.layers[slot],
+            &before[l],
+            &mut after[0],
+            &acts.pos,
+            Keys::Own,
+        )
+    }
+
+    /// Full forward of `ids [B, T]`: fills the activations, hidden states and `acts.logits`.
+    pub fn forward(&self, ids: &Tensor, acts: &mut Activations) -> Result<()> {
+        self.check_ids(ids, acts)?;
+        embedding::forward(&mut acts.resid[0], ids, &self.params.embed)?;
+        for l in 0..self.config.num_layers {
+            self.layer_forward(l, acts)?;
+        }
+        let last = &acts.resid[self.config.num_layers];
+        rmsnorm::forward(
+            &mut acts.lnf,
+            &mut acts.lnf_rstd,
+            last,
+            &self.params.norm,
+            self.config.rms_norm_eps,
+        )?;
+        lm_head::forward(&mut acts.logits, &acts.lnf, self.params.head())
+    }
+
+    /// Mean cross-entropy of the last forward's logits against `targets [B, T]`
+    /// (see [`lm_head::shifted_targets`]).
+    pub fn loss(&self, acts: &mut Activations, targets: &Tensor) -> Result<CrossEntropyStats> {
+        lm_head::loss_forward(&mut acts.losses, &mut acts.lse, &acts.logits, targets)
+    }
+
+    /// Backward of `loss_scale * sum(token losses)` after [`Llama::forward`] and
+    /// [`Llama::loss`]: **accumulates** every parameter's gradient into `grads` (F32).
+    /// For the mean loss pass `loss_scale = 1 / count`; micro-batches of one big batch all
+    /// pass `1 / total_count`.
+    pub fn backward(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+        loss_scale: f32,
+    ) -> Result<()> {
+        self.check_ids(ids, acts)?;
+        let p = &self.params;
+        lm_head::loss_backward(
+            &mut g.d_logits,
+            &acts.logits,
+            &acts.lse,
+            targets,
+            loss_scale,
+        )?;
+        let d_lnf = &mut g.layer.d_ln;
+        let d_head = match grads.lm_head.as_mut() {
+            Some(h) => h,
+            None => &mut grads.embed,
+        };
+        lm_head::backward(d_lnf, d_head, &g.d_logits, &acts.lnf, p.head())?;
+        let n = self.config.num_layers;
+        rmsnorm::backward(
+            &mut g.d_resid,
+            &mut grads.norm,
+            &g.layer.d_ln,
+            &acts.resid[n],
+            &p.norm,
+            &acts.lnf_rstd,
+            false,
+        )?;
+        for l in (0..n).rev() {
+            if acts.recompute {
+                self.layer_forward(l, acts)?;
+            }
+            let slot = if acts.recompute { 0 } else { l };
+            block::backward(
+                &p.layers[l],
+                &mut grads.layers[l],
+                &self.rope,
+                &acts.layers[slot],
+                &acts.resid[l],
+                &acts.pos,
+                &g.d_resid,
+                &mut g.d_resid_next,
+                &mut g.layer,
+            )?;
+            std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
+        }
+        embedding::backward(&mut grads.embed, &g.d_resid, ids)
+    }
+
+    /// Zeroed F32 gradients shaped like the parameters.
+    pub fn zero_grads(&self) -> Result<LlamaParams> {
+        LlamaParams::zeros(&self.config, DType::F32, &self.device)
+    }
+}
