@@ -45,6 +45,8 @@ impl Default for MatmulParams {
 /// Sizes and options of an attention call after validation (see [`crate::ops::attention_fwd`]).
 #[derive(Clone, Copy, Debug)]
 pub struct AttnArgs<'a> {
+    /// The public op being served (for error messages).
+    pub op: &'static str,
     pub batch: usize,
     /// Queries per sequence.
     pub t: usize,

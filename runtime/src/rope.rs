@@ -20,7 +20,7 @@ pub enum RopeScaling {
 /// Inverse frequencies, `head_dim / 2` of them, in f32 arithmetic as transformers does
 /// (`_compute_default_rope_parameters` then `_compute_llama3_parameters`).
 pub fn rope_inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Result<Vec<f32>> {
-    if head_dim == 0 || head_dim % 2 != 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
         return invalid(
             "rope_inv_freq",
             format!("head_dim {head_dim} must be even and > 0"),
@@ -58,7 +58,8 @@ pub fn rope_inv_freq(head_dim: usize, theta: f32, scaling: &RopeScaling) -> Resu
                     let smooth =
                         (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                     let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
-                    let medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+                    // transformers: ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+                    let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
                     if medium {
                         smoothed
                     } else {

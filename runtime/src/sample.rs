@@ -44,7 +44,8 @@ pub fn sample_token(logits: &[f32], p: &SamplingParams, rng: &mut Rng) -> Result
     if logits.is_empty() {
         return invalid(OP, "empty logits row");
     }
-    if !(p.temperature >= 0.0) || !(p.top_p > 0.0 && p.top_p <= 1.0) {
+    let ok = p.temperature >= 0.0 && p.top_p > 0.0 && p.top_p <= 1.0;
+    if !ok {
         return invalid(
             OP,
             format!(

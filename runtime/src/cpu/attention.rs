@@ -15,7 +15,8 @@ pub(crate) struct KeyRule {
 }
 
 impl KeyRule {
-    pub(crate) fn new(op: &'static str, a: &AttnArgs) -> Result<KeyRule> {
+    pub(crate) fn new(a: &AttnArgs) -> Result<KeyRule> {
+        let op = a.op;
         let lens = match a.kv_lens {
             Some(l) => {
                 let l = l.i64_cow(op)?;
@@ -70,7 +71,7 @@ pub(crate) fn attention_fwd(
     a: &AttnArgs,
 ) -> Result<()> {
     const OP: &str = "attention_fwd";
-    let rule = KeyRule::new(OP, a)?;
+    let rule = KeyRule::new(a)?;
     let (bsz, t_len, s_len, h, hkv, d) = (a.batch, a.t, a.s, a.n_heads, a.n_kv_heads, a.head_dim);
     let grp = h / hkv;
     let qf = q.f32_cow(OP)?;
@@ -153,7 +154,7 @@ pub(crate) fn attention_bwd(
     a: &AttnArgs,
 ) -> Result<()> {
     const OP: &str = "attention_bwd";
-    let rule = KeyRule::new(OP, a)?;
+    let rule = KeyRule::new(a)?;
     let (bsz, t_len, s_len, h, hkv, d) = (a.batch, a.t, a.s, a.n_heads, a.n_kv_heads, a.head_dim);
     let grp = h / hkv;
     let qf = q.f32_cow(OP)?;

@@ -69,6 +69,7 @@ fn attn_args<'a>(
         check_shape(op, "key_mask", m, &[b, s])?;
     }
     Ok(AttnArgs {
+        op,
         batch: b,
         t,
         s,

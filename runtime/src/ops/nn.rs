@@ -11,7 +11,7 @@ fn rows_of(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
         });
     }
     let c = x.dim(x.rank() - 1);
-    Ok((if c == 0 { 0 } else { x.numel() / c }, c))
+    Ok((x.numel().checked_div(c).unwrap_or(0), c))
 }
 
 /// RMSNorm forward, as HF `LlamaRMSNorm`: `out = w * (x * rstd)` with
@@ -111,10 +111,10 @@ fn check_rope(
     }
     let d = x.dim(x.rank() - 1);
     let h = x.dim(x.rank() - 2);
-    if d % 2 != 0 || cos.dim(1) * 2 != d {
+    if !d.is_multiple_of(2) || cos.dim(1) * 2 != d {
         return Err(bad("head dim must be even and equal 2 * cos.shape[1]"));
     }
-    let tokens = if h * d == 0 { 0 } else { x.numel() / (h * d) };
+    let tokens = x.numel().checked_div(h * d).unwrap_or(0);
     if pos.numel() != tokens {
         return Err(bad(&format!(
             "pos must hold one position per token ({tokens})"
