@@ -20,11 +20,14 @@ struct Cli {
 enum Command {
     /// Print the build's features and the devices it can use.
     Info(cli::info::Args),
+    /// Score completions with the SWE-RL reward (one JSON line per case on stdout).
+    Reward(cli::reward::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(a) => cli::info::run(a),
+        Command::Reward(a) => cli::reward::run(a),
     }
 }
