@@ -5,6 +5,8 @@
 pub mod activations;
 pub mod config;
 pub mod error;
+pub mod generate;
+pub mod kv_cache;
 pub mod layers;
 pub mod model;
 pub mod params;
@@ -14,6 +16,8 @@ pub mod tokenizer;
 pub use activations::{Activations, GradBuffers};
 pub use config::LlamaConfig;
 pub use error::{ModelError, Result};
+pub use generate::{GenerateConfig, InferBuffers};
+pub use kv_cache::KvCache;
 pub use model::Llama;
 pub use params::LlamaParams;
 pub use tokenizer::{Message, Tokenizer};
