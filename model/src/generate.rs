@@ -191,7 +191,7 @@ impl Llama {
             .flat_map(|p| {
                 p.iter()
                     .map(|&x| x as i64)
-                    .chain(std::iter::repeat(0).take(t_max - p.len()))
+                    .chain(std::iter::repeat_n(0, t_max - p.len()))
             })
             .collect();
         let ids = Tensor::from_vec(padded, &[n, t_max])?.to_device(&self.device)?;
