@@ -329,3 +329,122 @@ impl LlamaConfig {
         v * c + self.num_layers * layer + c + head
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Value {
+        json!({
+            "model_type": "llama", "hidden_size": 64, "intermediate_size": 176,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 2048, "rms_norm_eps": 1e-5, "eos_token_id": 7,
+            "torch_dtype": "bfloat16", "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        })
+    }
+
+    #[test]
+    fn both_rope_layouts_parse_to_the_same_config() {
+        let old = LlamaConfig::from_json(base()).unwrap();
+        let mut new = base();
+        let o = new.as_object_mut().unwrap();
+        let mut rp = o.remove("rope_scaling").unwrap();
+        let theta = o.remove("rope_theta").unwrap();
+        rp["rope_theta"] = theta;
+        o.insert("rope_parameters".into(), rp);
+        let dt = o.remove("torch_dtype").unwrap();
+        o.insert("dtype".into(), dt);
+        o.insert("eos_token_id".into(), json!([7]));
+        let new = LlamaConfig::from_json(new).unwrap();
+        let strip = |c: LlamaConfig| {
+            (
+                c.rope_theta,
+                c.rope_scaling,
+                c.eos_token_ids,
+                c.dtype,
+                c.head_dim,
+            )
+        };
+        assert_eq!(strip(old.clone()), strip(new));
+        assert_eq!(
+            old.rope_scaling,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192
+            }
+        );
+        assert_eq!(old.dtype, Some(DType::BF16));
+        assert_eq!(old.head_dim, 16);
+        assert!(!old.tie_word_embeddings);
+    }
+
+    #[test]
+    fn explicit_head_dim_and_defaults() {
+        let mut v = base();
+        v["head_dim"] = json!(32);
+        v["tie_word_embeddings"] = json!(true);
+        v.as_object_mut().unwrap().remove("num_key_value_heads");
+        v.as_object_mut().unwrap().remove("eos_token_id");
+        let c = LlamaConfig::from_json(v).unwrap();
+        assert_eq!(
+            (c.head_dim, c.num_kv_heads, c.tie_word_embeddings),
+            (32, 4, true)
+        );
+        assert!(c.eos_token_ids.is_empty());
+        let mut v = base();
+        v["rope_scaling"] = Value::Null;
+        assert_eq!(
+            LlamaConfig::from_json(v).unwrap().rope_scaling,
+            RopeScaling::Default
+        );
+    }
+
+    #[test]
+    fn unsupported_settings_are_named() {
+        let cases = [
+            ("model_type", json!("mistral"), "mistral"),
+            ("attention_bias", json!(true), "attention_bias"),
+            ("hidden_act", json!("gelu"), "gelu"),
+            (
+                "rope_scaling",
+                json!({"rope_type": "yarn", "factor": 4.0}),
+                "yarn",
+            ),
+            ("torch_dtype", json!("float8"), "float8"),
+        ];
+        for (k, val, needle) in cases {
+            let mut v = base();
+            v[k] = val;
+            let e = LlamaConfig::from_json(v).unwrap_err();
+            assert!(matches!(e, ModelError::Unsupported(_)), "{k}: {e}");
+            assert!(e.to_string().contains(needle), "{k}: {e}");
+        }
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("hidden_size");
+        assert!(LlamaConfig::from_json(v)
+            .unwrap_err()
+            .to_string()
+            .contains("hidden_size"));
+        let mut v = base();
+        v["num_key_value_heads"] = json!(3);
+        assert!(LlamaConfig::from_json(v).is_err());
+        let mut v = base();
+        v["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0});
+        assert!(LlamaConfig::from_json(v)
+            .unwrap_err()
+            .to_string()
+            .contains("low_freq_factor"));
+    }
+
+    #[test]
+    fn code_built_config_round_trips_through_json() {
+        let c = LlamaConfig::new(512, 8, 8, 4, 1408, 2048, 1024, false).unwrap();
+        let back = LlamaConfig::from_json(c.to_json(DType::F32)).unwrap();
+        assert_eq!(c, back);
+        assert_eq!(c.head_dim, 64);
+    }
+}

@@ -5,6 +5,7 @@
 pub mod activations;
 pub mod config;
 pub mod error;
+pub mod folder;
 pub mod generate;
 pub mod kv_cache;
 pub mod layers;
