@@ -1,1 +1,244 @@
-fn main() {}
+//! Runtime benchmarks: matmul GFLOP/s (reported as Gelem/s = GFLOP/s) and memory-bound ops in
+//! GB/s next to a plain memcpy of the same size. `cargo bench -p runtime [-- <filter>]`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use runtime::{ops, AdamWParams, AttentionParams, DType, Device, MatmulParams, Rng, Tensor};
+
+fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
+    let mut t = Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+    runtime::fill_normal(&mut t, 0.0, 1.0, rng).unwrap();
+    t
+}
+
+fn zeros(shape: &[usize]) -> Tensor {
+    Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn matmul(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_f32");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    let mut rng = Rng::new(1);
+    for n in [512usize, 1024, 2048] {
+        let (a, b) = (randn(&[n, n], &mut rng), randn(&[n, n], &mut rng));
+        let mut out = zeros(&[n, n]);
+        g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+        g.bench_with_input(BenchmarkId::new("nn", n), &n, |bch, _| {
+            bch.iter(|| ops::matmul(&mut out, &a, &b, &MatmulParams::default()).unwrap())
+        });
+        if n == 1024 {
+            // the three shapes of a linear layer: y = x W^T, dx = dy W, dW += dy^T x
+            for (name, ta, tb, beta) in [("nt", false, true, 0.0), ("tn_acc", true, false, 1.0)] {
+                let p = MatmulParams {
+                    trans_a: ta,
+                    trans_b: tb,
+                    alpha: 1.0,
+                    beta,
+                };
+                g.bench_with_input(BenchmarkId::new(name, n), &n, |bch, _| {
+                    bch.iter(|| ops::matmul(&mut out, &a, &b, &p).unwrap())
+                });
+            }
+            let (ab, bb) = (a.cast(DType::BF16).unwrap(), b.cast(DType::BF16).unwrap());
+            g.bench_with_input(BenchmarkId::new("nt_bf16_inputs", n), &n, |bch, _| {
+                let p = MatmulParams {
+                    trans_b: true,
+                    ..Default::default()
+                };
+                bch.iter(|| ops::matmul(&mut out, &ab, &bb, &p).unwrap())
+            });
+        }
+    }
+    // batched small matrices (attention-like): 32 x [256, 64] @ [64, 256]
+    let (a, b) = (
+        randn(&[32, 256, 64], &mut rng),
+        randn(&[32, 256, 64], &mut rng),
+    );
+    let mut out = zeros(&[32, 256, 256]);
+    g.throughput(Throughput::Elements(2 * 32 * 256 * 256 * 64));
+    g.bench_function("batched_32x256x256x64_nt", |bch| {
+        let p = MatmulParams {
+            trans_b: true,
+            ..Default::default()
+        };
+        bch.iter(|| ops::matmul(&mut out, &a, &b, &p).unwrap())
+    });
+    g.finish();
+}
+
+/// 8M f32 = 32 MB per tensor: well past the caches.
+const N: usize = 8 << 20;
+
+fn memory_bound(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memory_bound");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let mut rng = Rng::new(2);
+    let (a, b) = (randn(&[N], &mut rng), randn(&[N], &mut rng));
+    let mut out = zeros(&[N]);
+    let bytes = |tensors: usize| Throughput::BytesDecimal((tensors * N * 4) as u64);
+
+    let src = a.to_f32_vec().unwrap();
+    let mut dst = vec![0.0f32; N];
+    g.throughput(bytes(2));
+    g.bench_function("memcpy", |bch| bch.iter(|| dst.copy_from_slice(&src)));
+    g.bench_function("scale", |bch| {
+        bch.iter(|| ops::scale(&mut out, &a, 0.5).unwrap())
+    });
+    g.throughput(bytes(3));
+    g.bench_function("add", |bch| {
+        bch.iter(|| ops::add(&mut out, &a, &b).unwrap())
+    });
+    g.bench_function("axpy", |bch| {
+        bch.iter(|| ops::axpy(&mut out, 0.5, &a).unwrap())
+    });
+    g.bench_function("swiglu_fwd", |bch| {
+        bch.iter(|| ops::swiglu_fwd(&mut out, &a, &b).unwrap())
+    });
+    g.throughput(bytes(1));
+    g.bench_function("sum_squares", |bch| {
+        bch.iter(|| ops::sum_squares(&a).unwrap())
+    });
+    g.throughput(Throughput::BytesDecimal((N * 6) as u64));
+    let mut ob = Tensor::zeros(&[N], DType::BF16, &Device::Cpu).unwrap();
+    g.bench_function("cast_f32_bf16", |bch| {
+        bch.iter(|| ops::cast_into(&mut ob, &a).unwrap())
+    });
+    g.bench_function("cast_bf16_f32", |bch| {
+        bch.iter(|| ops::cast_into(&mut out, &ob).unwrap())
+    });
+    {
+        let (mut dg, mut du) = (zeros(&[N]), zeros(&[N]));
+        let dy = randn(&[N], &mut rng);
+        g.throughput(bytes(5));
+        g.bench_function("swiglu_bwd", |bch| {
+            bch.iter(|| ops::swiglu_bwd(&mut dg, &mut du, &dy, &a, &b).unwrap())
+        });
+    }
+    {
+        let rows = N / 512;
+        let x = a.reshape(&[rows, 512]).unwrap();
+        let w = randn(&[512], &mut rng);
+        let mut y = zeros(&[rows, 512]);
+        let mut rstd = zeros(&[rows]);
+        g.throughput(bytes(2));
+        g.bench_function("rmsnorm_fwd_c512", |bch| {
+            bch.iter(|| ops::rmsnorm_fwd(&mut y, &mut rstd, &x, &w, 1e-5).unwrap())
+        });
+        let dy = b.reshape(&[rows, 512]).unwrap();
+        let (mut dx, mut dw) = (zeros(&[rows, 512]), zeros(&[512]));
+        g.throughput(bytes(3));
+        g.bench_function("rmsnorm_bwd_c512", |bch| {
+            bch.iter(|| ops::rmsnorm_bwd(&mut dx, &mut dw, &dy, &x, &w, &rstd, false).unwrap())
+        });
+    }
+    {
+        let (v, rows) = (32768usize, N / 32768);
+        let logits = a.reshape(&[rows, v]).unwrap();
+        let tg = Tensor::from_vec(
+            (0..rows as i64)
+                .map(|i| i * 7 % v as i64)
+                .collect::<Vec<_>>(),
+            &[rows],
+        )
+        .unwrap();
+        let (mut l, mut lse) = (zeros(&[rows]), zeros(&[rows]));
+        g.throughput(bytes(1));
+        g.bench_function("cross_entropy_fwd_v32k", |bch| {
+            bch.iter(|| ops::cross_entropy_fwd(&mut l, &mut lse, &logits, &tg, -100).unwrap())
+        });
+        let mut dl = zeros(&[rows, v]);
+        g.throughput(bytes(2));
+        g.bench_function("cross_entropy_bwd_v32k", |bch| {
+            bch.iter(|| {
+                ops::cross_entropy_bwd(&mut dl, &logits, &lse, &tg, -100, 1.0, None).unwrap()
+            })
+        });
+        g.bench_function("softmax_v32k", |bch| {
+            bch.iter(|| ops::softmax(&mut dl, &logits, 1.0).unwrap())
+        });
+    }
+    {
+        let (mut p, mut m, mut v) = (a.copy().unwrap(), zeros(&[N]), zeros(&[N]));
+        let mut bf = Tensor::zeros(&[N], DType::BF16, &Device::Cpu).unwrap();
+        // reads p, g, m, v; writes p, m, v, bf16 copy
+        g.throughput(Throughput::BytesDecimal((N * (7 * 4 + 2)) as u64));
+        g.bench_function("adamw_with_bf16_copy", |bch| {
+            bch.iter(|| {
+                ops::adamw_step(
+                    &mut p,
+                    &b,
+                    &mut m,
+                    &mut v,
+                    Some(&mut bf),
+                    &AdamWParams::default(),
+                )
+                .unwrap()
+            })
+        });
+    }
+    {
+        let (v, c, n) = (32768usize, 512usize, 4096usize);
+        let table = randn(&[v, c], &mut rng);
+        let ids = Tensor::from_vec(
+            (0..n as i64)
+                .map(|i| i * 131 % v as i64)
+                .collect::<Vec<_>>(),
+            &[n],
+        )
+        .unwrap();
+        let mut e = zeros(&[n, c]);
+        g.throughput(Throughput::BytesDecimal((2 * n * c * 4) as u64));
+        g.bench_function("embedding_fwd", |bch| {
+            bch.iter(|| ops::embedding_fwd(&mut e, &ids, &table).unwrap())
+        });
+        let mut dt = zeros(&[v, c]);
+        g.bench_function("embedding_bwd", |bch| {
+            bch.iter(|| ops::embedding_bwd(&mut dt, &e, &ids).unwrap())
+        });
+    }
+    g.finish();
+}
+
+/// The model's training shape: batch 4 x 256 tokens, 8 heads of 64 (hidden 512), GQA 8/4.
+fn attention(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    let (b, t, h, hkv, d) = (4usize, 256usize, 8usize, 4usize, 64usize);
+    let mut rng = Rng::new(3);
+    let q = randn(&[b, t, h, d], &mut rng);
+    let k = randn(&[b, t, hkv, d], &mut rng);
+    let v = randn(&[b, t, hkv, d], &mut rng);
+    let dy = randn(&[b, t, h, d], &mut rng);
+    let p = AttentionParams::new(d);
+    let (mut out, mut lse) = (zeros(&[b, t, h, d]), zeros(&[b, h, t]));
+    // causal: half of the 4*B*H*T*T*D multiply-adds of the full score and value products
+    g.throughput(Throughput::Elements((2 * b * h * t * t * d) as u64));
+    g.bench_function("fwd_b4_t256_h8_kv4_d64", |bch| {
+        bch.iter(|| ops::attention_fwd(&mut out, Some(&mut lse), &q, &k, &v, None, &p).unwrap())
+    });
+    let (mut dq, mut dk, mut dv) = (
+        zeros(&[b, t, h, d]),
+        zeros(&[b, t, hkv, d]),
+        zeros(&[b, t, hkv, d]),
+    );
+    g.throughput(Throughput::Elements((5 * b * h * t * t * d) as u64));
+    g.bench_function("bwd_b4_t256_h8_kv4_d64", |bch| {
+        bch.iter(|| {
+            ops::attention_bwd(
+                &mut dq, &mut dk, &mut dv, &dy, &q, &k, &v, &out, &lse, None, &p,
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, matmul, memory_bound, attention);
+criterion_main!(benches);

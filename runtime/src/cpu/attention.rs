@@ -2,6 +2,9 @@
 
 use rayon::prelude::*;
 
+use super::matmul::SendPtr;
+use super::vec::{self, gemm_strided, Mat};
+
 use crate::backend::AttnArgs;
 use crate::{Error, Result, Tensor};
 
@@ -62,6 +65,69 @@ impl KeyRule {
     }
 }
 
+/// Queries per block: scores for a block are `[BQ, keys]`, computed by one GEMM; causal blocks
+/// only touch the key prefix their last query can see.
+const BQ: usize = 32;
+
+/// Strides of the `[B, T, H, D]` / `[B, S, Hkv, D]` layouts, as GEMM operands.
+#[derive(Clone, Copy)]
+struct Geo {
+    t: usize,
+    s: usize,
+    h: usize,
+    hkv: usize,
+    d: usize,
+}
+
+impl Geo {
+    fn q_at(&self, b: usize, t: usize, h: usize) -> usize {
+        ((b * self.t + t) * self.h + h) * self.d
+    }
+    fn k_at(&self, b: usize, s: usize, kh: usize) -> usize {
+        ((b * self.s + s) * self.hkv + kh) * self.d
+    }
+    fn q_rs(&self) -> usize {
+        self.h * self.d
+    }
+    fn k_rs(&self) -> usize {
+        self.hkv * self.d
+    }
+}
+
+/// Turns raw scores `sc` (`[tb, n_keys]`, already scaled) into probabilities in place using
+/// the causal/mask rule; returns each row's log-sum-exp (`-inf` for rows with no key).
+fn softmax_rows(
+    sc: &mut [f32],
+    n_keys: usize,
+    rule: &KeyRule,
+    b: usize,
+    t0: usize,
+    lse: &mut [f32],
+) {
+    for (j, row) in sc.chunks_mut(n_keys).enumerate() {
+        let visible = rule.causal_len(b, t0 + j).min(n_keys);
+        row[visible..].fill(f32::NEG_INFINITY);
+        if rule.mask.is_some() {
+            for (s, x) in row[..visible].iter_mut().enumerate() {
+                if !rule.allowed(b, s) {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let mx = vec::max(row);
+        if mx == f32::NEG_INFINITY {
+            row.fill(0.0);
+            lse[j] = f32::NEG_INFINITY;
+            continue;
+        }
+        row.iter_mut().for_each(|x| *x = vec::exp(*x - mx));
+        let sum = vec::sum(row);
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|x| *x *= inv);
+        lse[j] = mx + sum.ln();
+    }
+}
+
 pub(crate) fn attention_fwd(
     out: &mut Tensor,
     lse: Option<&mut Tensor>,
@@ -70,72 +136,78 @@ pub(crate) fn attention_fwd(
     v: &Tensor,
     a: &AttnArgs,
 ) -> Result<()> {
-    const OP: &str = "attention_fwd";
+    let op = a.op;
     let rule = KeyRule::new(a)?;
-    let (bsz, t_len, s_len, h, hkv, d) = (a.batch, a.t, a.s, a.n_heads, a.n_kv_heads, a.head_dim);
-    let grp = h / hkv;
-    let qf = q.f32_cow(OP)?;
-    let kf = k.f32_cow(OP)?;
-    let vf = v.f32_cow(OP)?;
-    let mut lse_buf = vec![f32::NEG_INFINITY; bsz * h * t_len];
-    if h * d > 0 {
-        out.with_f32_mut(OP, false, |o| {
-            o.par_chunks_mut(h * d)
-                .zip(lse_buf.par_chunks_mut(h))
-                .enumerate()
-                .for_each(|(bt, (orow, lrow))| {
-                    let (b, t) = (bt / t_len, bt % t_len);
-                    let n_keys = rule.causal_len(b, t);
-                    let mut sc = vec![0.0f32; n_keys];
-                    for hh in 0..h {
-                        let kh = hh / grp;
-                        let qv = &qf[(bt * h + hh) * d..(bt * h + hh + 1) * d];
-                        let mut mx = f32::NEG_INFINITY;
-                        for (s, scv) in sc.iter_mut().enumerate() {
-                            if !rule.allowed(b, s) {
-                                *scv = f32::NEG_INFINITY;
-                                continue;
-                            }
-                            let kv = &kf[((b * s_len + s) * hkv + kh) * d..][..d];
-                            let dot: f32 = qv.iter().zip(kv).map(|(x, y)| x * y).sum();
-                            *scv = dot * a.scale;
-                            mx = mx.max(*scv);
-                        }
-                        let ov = &mut orow[hh * d..(hh + 1) * d];
-                        ov.fill(0.0);
-                        if mx == f32::NEG_INFINITY {
-                            lrow[hh] = f32::NEG_INFINITY;
-                            continue;
-                        }
-                        let mut sum = 0.0f32;
-                        for (s, &scv) in sc.iter().enumerate() {
-                            if scv == f32::NEG_INFINITY {
-                                continue;
-                            }
-                            let p = (scv - mx).exp();
-                            sum += p;
-                            let vv = &vf[((b * s_len + s) * hkv + kh) * d..][..d];
-                            for (o, &x) in ov.iter_mut().zip(vv) {
-                                *o += p * x;
-                            }
-                        }
-                        ov.iter_mut().for_each(|x| *x /= sum);
-                        lrow[hh] = mx + sum.ln();
+    let g = Geo {
+        t: a.t,
+        s: a.s,
+        h: a.n_heads,
+        hkv: a.n_kv_heads,
+        d: a.head_dim,
+    };
+    let grp = g.h / g.hkv;
+    let qf = q.f32_cow(op)?;
+    let kf = k.f32_cow(op)?;
+    let vf = v.f32_cow(op)?;
+    // lse in its saved layout [B, H, T]: task (b, h) owns one contiguous row of T.
+    let mut lse_buf = vec![f32::NEG_INFINITY; a.batch * g.h * g.t];
+    out.with_f32_mut(op, false, |o| {
+        let optr = SendPtr(o.as_mut_ptr());
+        lse_buf
+            .par_chunks_mut(g.t.max(1))
+            .enumerate()
+            .for_each(|(bh, lrow)| {
+                let (b, h) = (bh / g.h, bh % g.h);
+                let kh = h / grp;
+                let mut sc = Vec::new();
+                for t0 in (0..g.t).step_by(BQ) {
+                    let tb = BQ.min(g.t - t0);
+                    let n_keys = rule.causal_len(b, t0 + tb - 1);
+                    sc.resize(tb * n_keys, 0.0);
+                    let qm = Mat {
+                        ptr: qf[g.q_at(b, t0, h)..].as_ptr(),
+                        rs: g.q_rs() as isize,
+                        cs: 1,
+                    };
+                    let kt = Mat {
+                        ptr: kf[g.k_at(b, 0, kh)..].as_ptr(),
+                        rs: 1,
+                        cs: g.k_rs() as isize,
+                    };
+                    let vm = Mat {
+                        ptr: vf[g.k_at(b, 0, kh)..].as_ptr(),
+                        rs: g.k_rs() as isize,
+                        cs: 1,
+                    };
+                    // SAFETY: q rows t0..t0+tb and k/v rows 0..n_keys (<= S) of this (b, head) are in
+                    // bounds; `out` rows of head h of sequence b are written by this task only.
+                    unsafe {
+                        gemm_strided(
+                            tb,
+                            n_keys,
+                            g.d,
+                            sc.as_mut_ptr(),
+                            n_keys,
+                            qm,
+                            kt,
+                            a.scale,
+                            0.0,
+                        );
+                        softmax_rows(&mut sc, n_keys, &rule, b, t0, &mut lrow[t0..t0 + tb]);
+                        let pm = Mat {
+                            ptr: sc.as_ptr(),
+                            rs: n_keys as isize,
+                            cs: 1,
+                        };
+                        let dst = optr.get().add(g.q_at(b, t0, h));
+                        gemm_strided(tb, g.d, n_keys, dst, g.q_rs(), pm, vm, 1.0, 0.0);
                     }
-                });
-            Ok(())
-        })?;
-    }
-    if let Some(l) = lse {
-        // lse_buf is [B, T, H]; the saved layout is [B, H, T].
-        let ls = l.as_mut_slice::<f32>()?;
-        for b in 0..bsz {
-            for t in 0..t_len {
-                for hh in 0..h {
-                    ls[(b * h + hh) * t_len + t] = lse_buf[(b * t_len + t) * h + hh];
                 }
-            }
-        }
+            });
+        Ok(())
+    })?;
+    if let Some(l) = lse {
+        l.as_mut_slice::<f32>()?.copy_from_slice(&lse_buf);
     }
     Ok(())
 }
@@ -153,83 +225,192 @@ pub(crate) fn attention_bwd(
     lse: &Tensor,
     a: &AttnArgs,
 ) -> Result<()> {
-    const OP: &str = "attention_bwd";
+    let op = a.op;
     let rule = KeyRule::new(a)?;
-    let (bsz, t_len, s_len, h, hkv, d) = (a.batch, a.t, a.s, a.n_heads, a.n_kv_heads, a.head_dim);
-    let grp = h / hkv;
-    let qf = q.f32_cow(OP)?;
-    let kf = k.f32_cow(OP)?;
-    let vf = v.f32_cow(OP)?;
-    let of = out.f32_cow(OP)?;
-    let gf = dout.f32_cow(OP)?;
-    let lf = lse.f32_cow(OP)?;
-    // One task per (b, kv head): it owns dk/dv rows of that head and dq of its query heads.
-    struct Part {
-        dq: Vec<f32>, // [T, grp, D]
-        dk: Vec<f32>, // [S, D]
-        dv: Vec<f32>, // [S, D]
-    }
-    let parts: Vec<Part> = (0..bsz * hkv)
-        .into_par_iter()
-        .map(|bk| {
-            let (b, kh) = (bk / hkv, bk % hkv);
-            let mut p = Part {
-                dq: vec![0.0; t_len * grp * d],
-                dk: vec![0.0; s_len * d],
-                dv: vec![0.0; s_len * d],
-            };
-            for g in 0..grp {
-                let hh = kh * grp + g;
-                for t in 0..t_len {
-                    let l = lf[(b * h + hh) * t_len + t];
-                    if l == f32::NEG_INFINITY {
-                        continue;
-                    }
-                    let row = (b * t_len + t) * h + hh;
-                    let qv = &qf[row * d..(row + 1) * d];
-                    let go = &gf[row * d..(row + 1) * d];
-                    let ov = &of[row * d..(row + 1) * d];
-                    let di: f32 = go.iter().zip(ov).map(|(x, y)| x * y).sum();
-                    let dqv = &mut p.dq[(t * grp + g) * d..(t * grp + g + 1) * d];
-                    for s in 0..rule.causal_len(b, t) {
-                        if !rule.allowed(b, s) {
-                            continue;
+    let g = Geo {
+        t: a.t,
+        s: a.s,
+        h: a.n_heads,
+        hkv: a.n_kv_heads,
+        d: a.head_dim,
+    };
+    let grp = g.h / g.hkv;
+    let qf = q.f32_cow(op)?;
+    let kf = k.f32_cow(op)?;
+    let vf = v.f32_cow(op)?;
+    let of = out.f32_cow(op)?;
+    let gf = dout.f32_cow(op)?;
+    let lf = lse.f32_cow(op)?;
+    dq.with_f32_mut(op, false, |dqs| {
+        dk.with_f32_mut(op, false, |dks| {
+            dv.with_f32_mut(op, false, |dvs| {
+                let ptrs = (
+                    SendPtr(dqs.as_mut_ptr()),
+                    SendPtr(dks.as_mut_ptr()),
+                    SendPtr(dvs.as_mut_ptr()),
+                );
+                (0..a.batch * g.hkv).into_par_iter().for_each(|bk| {
+                    let (dqp, dkp, dvp) = ptrs;
+                    let (b, kh) = (bk / g.hkv, bk % g.hkv);
+                    let n_all = rule.lens[b];
+                    // dK, dV of this (b, kv head) accumulate over its query heads and blocks.
+                    let mut dk_l = vec![0.0f32; n_all * g.d];
+                    let mut dv_l = vec![0.0f32; n_all * g.d];
+                    let (mut p, mut dp, mut lrow) = (Vec::new(), Vec::new(), vec![0.0f32; BQ]);
+                    let kt = Mat {
+                        ptr: kf[g.k_at(b, 0, kh)..].as_ptr(),
+                        rs: 1,
+                        cs: g.k_rs() as isize,
+                    };
+                    let km = Mat {
+                        ptr: kf[g.k_at(b, 0, kh)..].as_ptr(),
+                        rs: g.k_rs() as isize,
+                        cs: 1,
+                    };
+                    let vt = Mat {
+                        ptr: vf[g.k_at(b, 0, kh)..].as_ptr(),
+                        rs: 1,
+                        cs: g.k_rs() as isize,
+                    };
+                    for h in kh * grp..(kh + 1) * grp {
+                        for t0 in (0..g.t).step_by(BQ) {
+                            let tb = BQ.min(g.t - t0);
+                            let n_keys = rule.causal_len(b, t0 + tb - 1);
+                            p.resize(tb * n_keys, 0.0);
+                            dp.resize(tb * n_keys, 0.0);
+                            let qm = Mat {
+                                ptr: qf[g.q_at(b, t0, h)..].as_ptr(),
+                                rs: g.q_rs() as isize,
+                                cs: 1,
+                            };
+                            let gm = Mat {
+                                ptr: gf[g.q_at(b, t0, h)..].as_ptr(),
+                                rs: g.q_rs() as isize,
+                                cs: 1,
+                            };
+                            // SAFETY: all operands address rows inside this (b, head) slab of their
+                            // tensors; dq rows of head h and the local dk/dv are owned by this task.
+                            unsafe {
+                                gemm_strided(
+                                    tb,
+                                    n_keys,
+                                    g.d,
+                                    p.as_mut_ptr(),
+                                    n_keys,
+                                    qm,
+                                    kt,
+                                    a.scale,
+                                    0.0,
+                                );
+                                // Recompute probabilities from the saved lse (masked entries -> 0).
+                                let lse_row = &lf[(b * g.h + h) * g.t + t0..][..tb];
+                                for (j, row) in p.chunks_mut(n_keys).enumerate() {
+                                    let visible = rule.causal_len(b, t0 + j).min(n_keys);
+                                    let l = lse_row[j];
+                                    if l == f32::NEG_INFINITY {
+                                        row.fill(0.0);
+                                        continue;
+                                    }
+                                    row[..visible]
+                                        .iter_mut()
+                                        .for_each(|x| *x = vec::exp(*x - l));
+                                    row[visible..].fill(0.0);
+                                    if rule.mask.is_some() {
+                                        for (s, x) in row[..visible].iter_mut().enumerate() {
+                                            if !rule.allowed(b, s) {
+                                                *x = 0.0;
+                                            }
+                                        }
+                                    }
+                                }
+                                // dV += P^T dO
+                                let pt = Mat {
+                                    ptr: p.as_ptr(),
+                                    rs: 1,
+                                    cs: n_keys as isize,
+                                };
+                                gemm_strided(
+                                    n_keys,
+                                    g.d,
+                                    tb,
+                                    dv_l.as_mut_ptr(),
+                                    g.d,
+                                    pt,
+                                    gm,
+                                    1.0,
+                                    1.0,
+                                );
+                                // dP = dO V^T
+                                gemm_strided(
+                                    tb,
+                                    n_keys,
+                                    g.d,
+                                    dp.as_mut_ptr(),
+                                    n_keys,
+                                    gm,
+                                    vt,
+                                    1.0,
+                                    0.0,
+                                );
+                                // dS = P * (dP - rowsum(dO * O)) * scale, into dp
+                                for (j, di) in lrow[..tb].iter_mut().enumerate() {
+                                    let at = g.q_at(b, t0 + j, h);
+                                    *di = vec::dot(&gf[at..at + g.d], &of[at..at + g.d]);
+                                }
+                                for (j, (dr, pr)) in
+                                    dp.chunks_mut(n_keys).zip(p.chunks(n_keys)).enumerate()
+                                {
+                                    let di = lrow[j];
+                                    for (x, &pv) in dr.iter_mut().zip(pr) {
+                                        *x = pv * (*x - di) * a.scale;
+                                    }
+                                }
+                                // dQ = dS K (rows of head h: this task's alone)
+                                let ds = Mat {
+                                    ptr: dp.as_ptr(),
+                                    rs: n_keys as isize,
+                                    cs: 1,
+                                };
+                                let dst = dqp.get().add(g.q_at(b, t0, h));
+                                gemm_strided(tb, g.d, n_keys, dst, g.q_rs(), ds, km, 1.0, 0.0);
+                                // dK += dS^T Q
+                                let dst_t = Mat {
+                                    ptr: dp.as_ptr(),
+                                    rs: 1,
+                                    cs: n_keys as isize,
+                                };
+                                gemm_strided(
+                                    n_keys,
+                                    g.d,
+                                    tb,
+                                    dk_l.as_mut_ptr(),
+                                    g.d,
+                                    dst_t,
+                                    qm,
+                                    1.0,
+                                    1.0,
+                                );
+                            }
                         }
-                        let kv = &kf[((b * s_len + s) * hkv + kh) * d..][..d];
-                        let vv = &vf[((b * s_len + s) * hkv + kh) * d..][..d];
-                        let sc: f32 = qv.iter().zip(kv).map(|(x, y)| x * y).sum::<f32>() * a.scale;
-                        let pr = (sc - l).exp();
-                        let dp: f32 = go.iter().zip(vv).map(|(x, y)| x * y).sum();
-                        let ds = pr * (dp - di) * a.scale;
-                        for i in 0..d {
-                            dqv[i] += ds * kv[i];
-                            p.dk[s * d + i] += ds * qv[i];
-                            p.dv[s * d + i] += pr * go[i];
+                    }
+                    for s in 0..g.s {
+                        let at = g.k_at(b, s, kh);
+                        // SAFETY: rows of kv head kh of sequence b belong to this task only.
+                        let (dkr, dvr) = unsafe {
+                            (
+                                std::slice::from_raw_parts_mut(dkp.get().add(at), g.d),
+                                std::slice::from_raw_parts_mut(dvp.get().add(at), g.d),
+                            )
+                        };
+                        if s < n_all {
+                            dkr.copy_from_slice(&dk_l[s * g.d..(s + 1) * g.d]);
+                            dvr.copy_from_slice(&dv_l[s * g.d..(s + 1) * g.d]);
+                        } else {
+                            dkr.fill(0.0);
+                            dvr.fill(0.0);
                         }
                     }
-                }
-            }
-            p
-        })
-        .collect();
-    dq.with_f32_mut(OP, false, |dqs| {
-        dk.with_f32_mut(OP, false, |dks| {
-            dv.with_f32_mut(OP, false, |dvs| {
-                for (bk, p) in parts.iter().enumerate() {
-                    let (b, kh) = (bk / hkv, bk % hkv);
-                    for s in 0..s_len {
-                        let at = ((b * s_len + s) * hkv + kh) * d;
-                        dks[at..at + d].copy_from_slice(&p.dk[s * d..(s + 1) * d]);
-                        dvs[at..at + d].copy_from_slice(&p.dv[s * d..(s + 1) * d]);
-                    }
-                    for t in 0..t_len {
-                        for g in 0..grp {
-                            let at = ((b * t_len + t) * h + kh * grp + g) * d;
-                            dqs[at..at + d]
-                                .copy_from_slice(&p.dq[(t * grp + g) * d..(t * grp + g + 1) * d]);
-                        }
-                    }
-                }
+                });
                 Ok(())
             })
         })

@@ -63,12 +63,24 @@ pub(crate) fn axpy(y: &mut Tensor, alpha: f32, x: &Tensor) -> Result<()> {
     })
 }
 
-pub(crate) fn reduce(op: &'static str, x: &Tensor, f: impl Fn(f32) -> f64 + Sync) -> Result<f64> {
+/// Sum of `f(x)` over all elements: f32 partial sums over runs of 256 (8 accumulators, so the
+/// loop vectorises), f64 across runs (keeps large reductions accurate).
+pub(crate) fn reduce(op: &'static str, x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<f64> {
     let x = x.f32_cow(op)?;
     Ok(x.par_chunks(CHUNK)
         .map(|c| {
-            c.chunks(64)
-                .map(|r| r.iter().map(|&v| f(v)).sum::<f64>())
+            c.chunks(256)
+                .map(|r| {
+                    let mut acc = [0.0f32; 8];
+                    let it = r.chunks_exact(8);
+                    let rest: f32 = it.remainder().iter().map(|&v| f(v)).sum();
+                    for v in it {
+                        for i in 0..8 {
+                            acc[i] += f(v[i]);
+                        }
+                    }
+                    (acc.iter().sum::<f32>() + rest) as f64
+                })
                 .sum::<f64>()
         })
         .sum())

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::vec;
 use crate::{Error, Result, Tensor};
 
 fn targets_checked(
@@ -25,12 +26,24 @@ fn targets_checked(
 
 /// `max` and `logsumexp` of `row * inv_t`.
 fn row_lse(row: &[f32], inv_t: f32) -> f32 {
-    let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * inv_t));
+    // max(x) * inv_t == max(x * inv_t) because inv_t > 0.
+    let mx = vec::max(row) * inv_t;
     if mx == f32::NEG_INFINITY {
         return mx;
     }
-    let s: f32 = row.iter().map(|&x| (x * inv_t - mx).exp()).sum();
-    mx + s.ln()
+    let mut acc = [0.0f32; 8];
+    let c = row.chunks_exact(8);
+    let rest: f32 = c
+        .remainder()
+        .iter()
+        .map(|&x| vec::exp(x * inv_t - mx))
+        .sum();
+    for x in c {
+        for i in 0..8 {
+            acc[i] += vec::exp(x[i] * inv_t - mx);
+        }
+    }
+    mx + (vec::sum(&acc) + rest).ln()
 }
 
 pub(crate) fn logprobs_fwd(
@@ -104,7 +117,7 @@ pub(crate) fn logprobs_bwd(
             let row = &x[n * v..(n + 1) * v];
             let ln = l[n];
             for (d, &xv) in drow.iter_mut().zip(row) {
-                *d = -c * (xv * inv_t - ln).exp();
+                *d = -c * vec::exp(xv * inv_t - ln);
             }
             drow[t as usize] += c;
         });
@@ -126,7 +139,7 @@ pub(crate) fn softmax(out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<
             .for_each(|(o, row)| {
                 let l = row_lse(row, inv_t);
                 for (o, &xv) in o.iter_mut().zip(row) {
-                    *o = (xv * inv_t - l).exp();
+                    *o = vec::exp(xv * inv_t - l);
                 }
             });
         Ok(())

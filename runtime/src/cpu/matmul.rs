@@ -12,6 +12,13 @@ pub(crate) struct SendPtr<T>(pub *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// One row-major f32 GEMM: `c = alpha * op(a) @ op(b) + beta * c`, `c: [m, n]`.
 /// `a` is `[m, k]` (or `[k, m]` when `ta`), `b` is `[k, n]` (or `[n, k]` when `tb`).
 #[allow(clippy::too_many_arguments)]

@@ -7,6 +7,7 @@ pub(crate) mod elementwise;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod nn;
+pub(crate) mod vec;
 
 use crate::backend::{AdamWParams, AttnArgs, Backend, MatmulDims, MatmulParams};
 use crate::{Result, Tensor};
@@ -51,10 +52,10 @@ impl Backend for CpuBackend {
         elementwise::axpy(y, alpha, x)
     }
     fn sum(&self, x: &Tensor) -> Result<f64> {
-        elementwise::reduce("sum", x, |v| v as f64)
+        elementwise::reduce("sum", x, |v| v)
     }
     fn sum_squares(&self, x: &Tensor) -> Result<f64> {
-        elementwise::reduce("sum_squares", x, |v| (v as f64) * (v as f64))
+        elementwise::reduce("sum_squares", x, |v| v * v)
     }
     fn rmsnorm_fwd(
         &self,

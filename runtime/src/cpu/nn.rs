@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::vec;
 use crate::{Error, Result, Tensor};
 
 const ROWS_PER_TASK: usize = 16;
@@ -27,7 +28,7 @@ pub(crate) fn rmsnorm_fwd(
             .zip(r.par_iter_mut())
             .zip(xf.par_chunks(c))
             .for_each(|((o, r), x)| {
-                let ss: f32 = x.iter().map(|v| v * v).sum();
+                let ss = vec::dot(x, x);
                 let rs = 1.0 / (ss / c as f32 + eps).sqrt();
                 *r = rs;
                 for ((o, &x), &w) in o.iter_mut().zip(x).zip(wf.iter()) {
@@ -63,25 +64,30 @@ pub(crate) fn rmsnorm_bwd(
             .enumerate()
             .map(|(blk, dxb)| {
                 let mut dwp = vec![0.0f32; c];
+                let mut gw = vec![0.0f32; c];
                 for (j, dxr) in dxb.chunks_mut(c).enumerate() {
                     let n = blk * ROWS_PER_TASK + j;
                     let xr = &xf[n * c..(n + 1) * c];
                     let gr = &gf[n * c..(n + 1) * c];
                     let rs = rf[n];
-                    // mean_c(g * w * xhat) drives the projection term of d xhat / d x.
-                    let mut dot = 0.0f32;
-                    for i in 0..c {
-                        let xh = xr[i] * rs;
-                        dwp[i] += gr[i] * xh;
-                        dot += gr[i] * wf[i] * xh;
+                    for (((gw, d), &g), (&x, &w)) in gw
+                        .iter_mut()
+                        .zip(dwp.iter_mut())
+                        .zip(gr)
+                        .zip(xr.iter().zip(wf.iter()))
+                    {
+                        *gw = g * w;
+                        *d += g * x * rs;
                     }
-                    let mean = dot / c as f32;
-                    for i in 0..c {
-                        let v = rs * (gr[i] * wf[i] - xr[i] * rs * mean);
-                        if accumulate_dx {
-                            dxr[i] += v;
-                        } else {
-                            dxr[i] = v;
+                    // mean_c(g * w * xhat) drives the projection term of d xhat / d x.
+                    let k = rs * rs * rs * vec::dot(&gw, xr) / c as f32;
+                    if accumulate_dx {
+                        for ((d, &gw), &x) in dxr.iter_mut().zip(&gw).zip(xr) {
+                            *d += rs * gw - k * x;
+                        }
+                    } else {
+                        for ((d, &gw), &x) in dxr.iter_mut().zip(&gw).zip(xr) {
+                            *d = rs * gw - k * x;
                         }
                     }
                 }
@@ -143,9 +149,7 @@ pub(crate) fn rope(
     })
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
+use vec::sigmoid;
 
 pub(crate) fn swiglu_fwd(out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()> {
     super::elementwise::binary("swiglu_fwd", out, gate, up, |g, u| g * sigmoid(g) * u)
@@ -170,12 +174,16 @@ pub(crate) fn swiglu_bwd(
                 .enumerate()
                 .for_each(|(ci, (dg, du))| {
                     let o = ci * C;
-                    for i in 0..dg.len() {
-                        let (gv, uv, dyv) = (g[o + i], u[o + i], dy[o + i]);
+                    let n = dg.len();
+                    let (g, u, dy) = (&g[o..o + n], &u[o..o + n], &dy[o..o + n]);
+                    for ((dg, du), ((&gv, &uv), &dyv)) in dg
+                        .iter_mut()
+                        .zip(du.iter_mut())
+                        .zip(g.iter().zip(u).zip(dy))
+                    {
                         let s = sigmoid(gv);
-                        let silu = gv * s;
-                        du[i] = dyv * silu;
-                        dg[i] = dyv * uv * s * (1.0 + gv * (1.0 - s));
+                        *du = dyv * gv * s;
+                        *dg = dyv * uv * s * (1.0 + gv * (1.0 - s));
                     }
                 });
             Ok(())
@@ -227,13 +235,13 @@ pub(crate) fn embedding_bwd(dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) ->
     let cb = c.div_ceil(rayon::current_num_threads().max(1)).max(64);
     let ptr = super::matmul::SendPtr(dt.as_mut_ptr());
     (0..c.div_ceil(cb)).into_par_iter().for_each(|blk| {
-        let p = ptr;
         let (c0, c1) = (blk * cb, ((blk + 1) * cb).min(c));
         for (n, &id) in ids.iter().enumerate() {
             let src = &g[n * c + c0..n * c + c1];
             // SAFETY: row `id` columns c0..c1 belong to this task alone; id < v was checked.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(p.0.add(id as usize * c + c0), c1 - c0) };
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(ptr.get().add(id as usize * c + c0), c1 - c0)
+            };
             for (d, s) in dst.iter_mut().zip(src) {
                 *d += s;
             }

@@ -25,16 +25,14 @@ fn binary_ops_scale_axpy_match_reference() {
         let want: Vec<f64> = want.iter().map(|x| 2.0 * x).collect();
         assert_tensor_close("scale_inplace", &y, &want, 1e-6);
         let s = ops::sum(&ta).unwrap();
-        assert_close("sum", &[s], &[a.iter().sum()], 1e-9);
-        assert_close(
-            "mean",
-            &[ops::mean(&ta).unwrap()],
-            &[a.iter().sum::<f64>() / n as f64],
-            1e-9,
-        );
+        // f32 partial sums: relative error ~1e-7 of the sum of magnitudes
+        let mag: f64 = a.iter().map(|x| x.abs()).sum();
+        assert!((s - a.iter().sum::<f64>()).abs() <= 1e-6 * mag, "sum");
+        let mean_err = ops::mean(&ta).unwrap() - a.iter().sum::<f64>() / n as f64;
+        assert!(mean_err.abs() <= 1e-6 * mag / n as f64, "mean");
         let nrm = ops::global_l2_norm(&[&ta, &tb]).unwrap();
         let want = (dot(&a, &a) + dot(&b, &b)).sqrt();
-        assert_close("global_l2_norm", &[nrm], &[want], 1e-9);
+        assert_close("global_l2_norm", &[nrm], &[want], 1e-6);
     }
 }
 
