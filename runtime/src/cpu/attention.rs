@@ -120,8 +120,7 @@ fn softmax_rows(
             lse[j] = f32::NEG_INFINITY;
             continue;
         }
-        row.iter_mut().for_each(|x| *x = vec::exp(*x - mx));
-        let sum = vec::sum(row);
+        let sum = vec::exp_inplace(row, mx);
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|x| *x *= inv);
         lse[j] = mx + sum.ln();
@@ -311,9 +310,7 @@ pub(crate) fn attention_bwd(
                                         row.fill(0.0);
                                         continue;
                                     }
-                                    row[..visible]
-                                        .iter_mut()
-                                        .for_each(|x| *x = vec::exp(*x - l));
+                                    vec::exp_inplace(&mut row[..visible], l);
                                     row[visible..].fill(0.0);
                                     if rule.mask.is_some() {
                                         for (s, x) in row[..visible].iter_mut().enumerate() {

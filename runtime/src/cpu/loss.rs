@@ -31,19 +31,7 @@ fn row_lse(row: &[f32], inv_t: f32) -> f32 {
     if mx == f32::NEG_INFINITY {
         return mx;
     }
-    let mut acc = [0.0f32; 8];
-    let c = row.chunks_exact(8);
-    let rest: f32 = c
-        .remainder()
-        .iter()
-        .map(|&x| vec::exp(x * inv_t - mx))
-        .sum();
-    for x in c {
-        for i in 0..8 {
-            acc[i] += vec::exp(x[i] * inv_t - mx);
-        }
-    }
-    mx + (vec::sum(&acc) + rest).ln()
+    mx + vec::sum_exp(row, inv_t, mx).ln()
 }
 
 pub(crate) fn logprobs_fwd(
@@ -116,9 +104,7 @@ pub(crate) fn logprobs_bwd(
             let c = scale * g.as_ref().map_or(1.0, |g| g[n]) * inv_t;
             let row = &x[n * v..(n + 1) * v];
             let ln = l[n];
-            for (d, &xv) in drow.iter_mut().zip(row) {
-                *d = -c * vec::exp(xv * inv_t - ln);
-            }
+            vec::exp_into(drow, row, inv_t, ln, -c);
             drow[t as usize] += c;
         });
         Ok(())
@@ -138,9 +124,7 @@ pub(crate) fn softmax(out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<
             .zip(xf.par_chunks(v))
             .for_each(|(o, row)| {
                 let l = row_lse(row, inv_t);
-                for (o, &xv) in o.iter_mut().zip(row) {
-                    *o = vec::exp(xv * inv_t - l);
-                }
+                vec::exp_into(o, row, inv_t, l, 1.0);
             });
         Ok(())
     })

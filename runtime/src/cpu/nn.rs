@@ -149,10 +149,16 @@ pub(crate) fn rope(
     })
 }
 
-use vec::sigmoid;
-
 pub(crate) fn swiglu_fwd(out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()> {
-    super::elementwise::binary("swiglu_fwd", out, gate, up, |g, u| g * sigmoid(g) * u)
+    let g = gate.f32_cow("swiglu_fwd")?;
+    let u = up.f32_cow("swiglu_fwd")?;
+    const C: usize = super::elementwise::CHUNK;
+    out.with_f32_mut("swiglu_fwd", false, |o| {
+        o.par_chunks_mut(C)
+            .zip(g.par_chunks(C).zip(u.par_chunks(C)))
+            .for_each(|(o, (g, u))| vec::swiglu_fwd(o, g, u));
+        Ok(())
+    })
 }
 
 pub(crate) fn swiglu_bwd(
@@ -176,15 +182,7 @@ pub(crate) fn swiglu_bwd(
                     let o = ci * C;
                     let n = dg.len();
                     let (g, u, dy) = (&g[o..o + n], &u[o..o + n], &dy[o..o + n]);
-                    for ((dg, du), ((&gv, &uv), &dyv)) in dg
-                        .iter_mut()
-                        .zip(du.iter_mut())
-                        .zip(g.iter().zip(u).zip(dy))
-                    {
-                        let s = sigmoid(gv);
-                        *du = dyv * gv * s;
-                        *dg = dyv * uv * s * (1.0 + gv * (1.0 - s));
-                    }
+                    vec::swiglu_bwd(dg, du, dy, g, u);
                 });
             Ok(())
         })

@@ -27,60 +27,133 @@ pub(crate) fn exp(x: f32) -> f32 {
     }
 }
 
-/// `silu(x) = x * sigmoid(x)` and `sigmoid(x)`.
+/// `sigmoid(x) = 1 / (1 + exp(-x))`.
 #[inline(always)]
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
-/// Dot product with 8 independent accumulators (vectorisable, unlike a serial f32 sum).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// Defines a function whose body is compiled twice: once for the baseline target and once with
+/// AVX2+FMA, picked at run time. The body is plain Rust, so both builds compute bit-identical
+/// results (no FP contraction); only the vector width differs.
+macro_rules! simd_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $(-> $r:ty)? $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast($($a: $t),*) $(-> $r)? $body
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the running CPU has the features `fast` was compiled for.
+                    return unsafe { fast($($a),*) };
+                }
+            }
+            $body
         }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
-    }
-    s
+    };
 }
 
-/// Sum with 8 independent accumulators.
-#[inline]
-pub(crate) fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let c = a.chunks_exact(8);
-    let r = c.remainder();
-    for x in c {
-        for i in 0..8 {
-            acc[i] += x[i];
+simd_fn! {
+    /// Dot product with 8 independent accumulators (vectorisable, unlike a serial f32 sum).
+    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0.0f32; 8];
+        let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ar, br) = (ac.remainder(), bc.remainder());
+        for (x, y) in ac.zip(bc) {
+            for i in 0..8 {
+                acc[i] += x[i] * y[i];
+            }
         }
+        let mut s: f32 = acc.iter().sum();
+        for (x, y) in ar.iter().zip(br) {
+            s += x * y;
+        }
+        s
     }
-    acc.iter().sum::<f32>() + r.iter().sum::<f32>()
 }
 
-/// Max over a slice (NEG_INFINITY when empty).
-#[inline]
-pub(crate) fn max(a: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let c = a.chunks_exact(8);
-    let r = c.remainder();
-    for x in c {
-        for i in 0..8 {
-            acc[i] = acc[i].max(x[i]);
+simd_fn! {
+    /// Max over a slice (NEG_INFINITY when empty).
+    pub(crate) fn max(a: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 8];
+        let c = a.chunks_exact(8);
+        let r = c.remainder();
+        for x in c {
+            for i in 0..8 {
+                acc[i] = acc[i].max(x[i]);
+            }
+        }
+        acc.iter().chain(r).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    }
+}
+
+simd_fn! {
+    /// `sum_i exp(x[i] * scale - shift)`.
+    pub(crate) fn sum_exp(x: &[f32], scale: f32, shift: f32) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let c = x.chunks_exact(8);
+        let rest: f32 = c.remainder().iter().map(|&v| exp(v * scale - shift)).sum();
+        for v in c {
+            for i in 0..8 {
+                acc[i] += exp(v[i] * scale - shift);
+            }
+        }
+        acc.iter().sum::<f32>() + rest
+    }
+}
+
+simd_fn! {
+    /// `out[i] = mul * exp(x[i] * scale - shift)`.
+    pub(crate) fn exp_into(out: &mut [f32], x: &[f32], scale: f32, shift: f32, mul: f32) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = mul * exp(v * scale - shift);
         }
     }
-    acc.iter()
-        .chain(r)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+simd_fn! {
+    /// In place `x[i] = exp(x[i] - shift)`; returns the new sum.
+    pub(crate) fn exp_inplace(x: &mut [f32], shift: f32) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let mut c = x.chunks_exact_mut(8);
+        for v in &mut c {
+            for i in 0..8 {
+                v[i] = exp(v[i] - shift);
+                acc[i] += v[i];
+            }
+        }
+        let mut rest = 0.0;
+        for v in c.into_remainder() {
+            *v = exp(*v - shift);
+            rest += *v;
+        }
+        acc.iter().sum::<f32>() + rest
+    }
+}
+
+simd_fn! {
+    /// `out = silu(g) * u`.
+    pub(crate) fn swiglu_fwd(out: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((o, &gv), &uv) in out.iter_mut().zip(g).zip(u) {
+            *o = gv * sigmoid(gv) * uv;
+        }
+    }
+}
+
+simd_fn! {
+    /// `du = dy * silu(g)`, `dg = dy * u * silu'(g)`.
+    pub(crate) fn swiglu_bwd(dg: &mut [f32], du: &mut [f32], dy: &[f32], g: &[f32], u: &[f32]) {
+        for ((dg, du), ((&gv, &uv), &dyv)) in dg.iter_mut().zip(du.iter_mut()).zip(g.iter().zip(u).zip(dy)) {
+            let s = sigmoid(gv);
+            *du = dyv * gv * s;
+            *dg = dyv * uv * s * (1.0 + gv * (1.0 - s));
+        }
+    }
 }
 
 /// A strided matrix operand: element `(i, j)` at `ptr + i * rs + j * cs`.
