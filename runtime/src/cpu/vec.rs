@@ -10,7 +10,8 @@ use gemm::Parallelism;
 pub(crate) fn exp(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let xc = x.min(88.0);
-    let k = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let t = xc * std::f32::consts::LOG2_E + MAGIC;
+    let k = t - MAGIC;
     let r = xc - k * 0.693_359_4 + k * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -19,7 +20,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // `t`'s low mantissa bits hold k (no float->int conversion, which would not vectorise).
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     if x < -87.0 {
         0.0
     } else {
@@ -95,12 +97,22 @@ simd_fn! {
 simd_fn! {
     /// `sum_i exp(x[i] * scale - shift)`.
     pub(crate) fn sum_exp(x: &[f32], scale: f32, shift: f32) -> f32 {
+        // exp into a small buffer, then an 8-accumulator sum: both loops vectorise, the fused
+        // form does not.
+        let mut buf = [0.0f32; 256];
         let mut acc = [0.0f32; 8];
-        let c = x.chunks_exact(8);
-        let rest: f32 = c.remainder().iter().map(|&v| exp(v * scale - shift)).sum();
-        for v in c {
-            for i in 0..8 {
-                acc[i] += exp(v[i] * scale - shift);
+        let mut rest = 0.0f32;
+        for c in x.chunks(256) {
+            let b = &mut buf[..c.len()];
+            for (o, &v) in b.iter_mut().zip(c) {
+                *o = exp(v * scale - shift);
+            }
+            let it = b.chunks_exact(8);
+            rest += it.remainder().iter().sum::<f32>();
+            for v in it {
+                for i in 0..8 {
+                    acc[i] += v[i];
+                }
             }
         }
         acc.iter().sum::<f32>() + rest
@@ -119,18 +131,16 @@ simd_fn! {
 simd_fn! {
     /// In place `x[i] = exp(x[i] - shift)`; returns the new sum.
     pub(crate) fn exp_inplace(x: &mut [f32], shift: f32) -> f32 {
+        for v in x.iter_mut() {
+            *v = exp(*v - shift);
+        }
         let mut acc = [0.0f32; 8];
-        let mut c = x.chunks_exact_mut(8);
-        for v in &mut c {
+        let it = x.chunks_exact(8);
+        let rest: f32 = it.remainder().iter().sum();
+        for v in it {
             for i in 0..8 {
-                v[i] = exp(v[i] - shift);
                 acc[i] += v[i];
             }
-        }
-        let mut rest = 0.0;
-        for v in c.into_remainder() {
-            *v = exp(*v - shift);
-            rest += *v;
         }
         acc.iter().sum::<f32>() + rest
     }
