@@ -124,13 +124,13 @@ def main():
     logits = rand(rows, vocab, scale=8.0).requires_grad_()
     targets = (torch.arange(rows, device="cuda") * 31) % vocab
     ms = timed(lambda: F.cross_entropy(logits, targets, reduction="none"), reps)
-    r.bytes("cross_entropy_fwd bf16", f"{rows}x{vocab}", ms, 2 * rows * vocab)
+    r.bytes("logprobs_fwd (F.cross_entropy)", f"{rows}x{vocab}", ms, 2 * rows * vocab)
     ms = timed(lambda: F.cross_entropy(logits.float(), targets, reduction="none"), reps)
-    r.bytes("cross_entropy_fwd f32up", f"{rows}x{vocab}", ms, 2 * rows * vocab)
+    r.bytes("logprobs_fwd f32 upcast", f"{rows}x{vocab}", ms, 2 * rows * vocab)
     loss = F.cross_entropy(logits, targets, reduction="none")
     gl = torch.rand(rows, device="cuda")
     ms = timed(lambda: torch.autograd.grad(loss, logits, gl, retain_graph=True), reps)
-    r.bytes("cross_entropy_bwd bf16", f"{rows}x{vocab}", ms, 4 * rows * vocab)
+    r.bytes("logprobs_bwd (autograd)", f"{rows}x{vocab}", ms, 4 * rows * vocab)
 
     with torch.no_grad():
         srows = min(64, rows)

@@ -38,7 +38,10 @@ impl Bench {
         }
         self.gpu.synchronize()?;
         let ctx = self.gpu.context();
-        let ev = || ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).expect("event");
+        let ev = || {
+            ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .expect("event")
+        };
         let mut ms = Vec::with_capacity(self.reps);
         for _ in 0..self.reps {
             let (a, b) = (ev(), ev());
@@ -60,7 +63,10 @@ impl Bench {
     }
 
     fn row_flops(&self, name: &str, shape: &str, ms: f64, flops: f64) {
-        println!("bench kernels | {name:<22} | {shape:<28} | {ms:>9.4} ms | {:>8.1} TFLOP/s", flops / ms / 1e9);
+        println!(
+            "bench kernels | {name:<22} | {shape:<28} | {ms:>9.4} ms | {:>8.1} TFLOP/s",
+            flops / ms / 1e9
+        );
     }
 }
 
@@ -72,7 +78,11 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let div = if args.iter().any(|a| a == "--quick") { 8 } else { 1 };
+    let div = if args.iter().any(|a| a == "--quick") {
+        8
+    } else {
+        1
+    };
     if let Some(why) = kernels::context::unavailable_reason() {
         println!("bench kernels: skipped, {why}");
         return Ok(());
@@ -86,17 +96,25 @@ fn main() -> Result<()> {
         kernels::compile::nvrtc_version()?
     );
     gpu.preload()?;
-    let mut b = Bench { gpu, reps, copy_gbs: 1.0, seed: 0x2545_f491_4f6c_dd1d };
+    let mut b = Bench {
+        gpu,
+        reps,
+        copy_gbs: 1.0,
+        seed: 0x2545_f491_4f6c_dd1d,
+    };
 
     // Ceiling: a large device-to-device copy, counting bytes read plus written.
     let n = (1usize << 28) / div;
     let src = b.rand_f32(n, 1.0);
     let mut dst = b.rand_f32(n, 1.0);
     let ms = b.time(|| {
-        b.gpu.stream().memcpy_dtod(&src, &mut dst).map_err(|e| kernels::KernelError::Driver {
-            op: "copy",
-            msg: format!("{e:?}"),
-        })
+        b.gpu
+            .stream()
+            .memcpy_dtod(&src, &mut dst)
+            .map_err(|e| kernels::KernelError::Driver {
+                op: "copy",
+                msg: format!("{e:?}"),
+            })
     })?;
     b.copy_gbs = 8.0 * n as f64 / ms / 1e6;
     b.row_bytes("copy (ceiling)", &format!("{n} f32"), ms, 8.0 * n as f64);
@@ -112,23 +130,52 @@ fn main() -> Result<()> {
         let mut dx = b.rand_bf16(tok * d, 1.0);
         let mut rstd = b.rand_f32(tok, 1.0);
         let mut dw = b.rand_f32(d, 1.0);
-        let ms = b.time(|| kernels::rmsnorm::rmsnorm_fwd(&b.gpu, &x, &w, &mut y, &mut rstd, tok, d, 1e-5))?;
-        b.row_bytes("rmsnorm_fwd bf16", &format!("{tok}x{d}"), ms, 4.0 * (tok * d) as f64);
-        let ms = b.time(|| kernels::rmsnorm::rmsnorm_bwd(&b.gpu, &x, &w, &rstd, &dy, &mut dx, &mut dw, tok, d))?;
-        b.row_bytes("rmsnorm_bwd bf16", &format!("{tok}x{d}"), ms, 6.0 * (tok * d) as f64);
+        let ms = b.time(|| {
+            kernels::rmsnorm::rmsnorm_fwd(&b.gpu, &x, &w, &mut y, &mut rstd, tok, d, 1e-5)
+        })?;
+        b.row_bytes(
+            "rmsnorm_fwd bf16",
+            &format!("{tok}x{d}"),
+            ms,
+            4.0 * (tok * d) as f64,
+        );
+        let ms = b.time(|| {
+            kernels::rmsnorm::rmsnorm_bwd(
+                &b.gpu, &x, &w, &rstd, &dy, &mut dx, &mut dw, tok, d, false,
+            )
+        })?;
+        b.row_bytes(
+            "rmsnorm_bwd bf16",
+            &format!("{tok}x{d}"),
+            ms,
+            6.0 * (tok * d) as f64,
+        );
 
-        let t = kernels::rope_tables::rope_tables(128, 500000.0, None, 8192).expect("tables");
-        let dt = kernels::rope::DeviceRopeTables::upload(&b.gpu, &t)?;
+        // Any values do for timing; the tables only need the [positions, head_dim/2] shape.
+        let (cos, sin) = (b.rand_f32(8192 * 64, 1.0), b.rand_f32(8192 * 64, 1.0));
         let pos: Vec<i32> = (0..tok as i32).collect();
         let pd = b.gpu.stream().clone_htod(&pos).expect("upload");
-        let ms = b.time(|| kernels::rope::rope_fwd(&b.gpu, &x, &mut y, &pd, &dt, tok, 32))?;
-        b.row_bytes("rope_fwd bf16", &format!("{tok}x32x128"), ms, 4.0 * (tok * d) as f64);
+        let ms =
+            b.time(|| kernels::rope::rope(&b.gpu, &mut y, &pd, &cos, &sin, tok, 32, 128, false))?;
+        b.row_bytes(
+            "rope bf16 (in place)",
+            &format!("{tok}x32x128"),
+            ms,
+            4.0 * (tok * d) as f64,
+        );
 
         let ids: Vec<i32> = (0..tok).map(|i| ((i * 7919) % vocab) as i32).collect();
         let idd = b.gpu.stream().clone_htod(&ids).expect("upload");
         let table = b.rand_bf16(vocab * d, 1.0);
-        let ms = b.time(|| kernels::embedding::embedding_fwd(&b.gpu, &idd, &table, &mut y, tok, vocab, d))?;
-        b.row_bytes("embedding_fwd bf16", &format!("{tok}x{d}"), ms, 4.0 * (tok * d) as f64);
+        let ms = b.time(|| {
+            kernels::embedding::embedding_fwd(&b.gpu, &idd, &table, &mut y, tok, vocab, d)
+        })?;
+        b.row_bytes(
+            "embedding_fwd bf16",
+            &format!("{tok}x{d}"),
+            ms,
+            4.0 * (tok * d) as f64,
+        );
     }
     {
         let n = tok * ffn;
@@ -138,32 +185,70 @@ fn main() -> Result<()> {
         let mut dg = b.rand_bf16(n, 1.0);
         let mut du = b.rand_bf16(n, 1.0);
         let ms = b.time(|| kernels::swiglu::swiglu_fwd(&b.gpu, &g, &u, &mut h, n))?;
-        b.row_bytes("swiglu_fwd bf16", &format!("{tok}x{ffn}"), ms, 6.0 * n as f64);
+        b.row_bytes(
+            "swiglu_fwd bf16",
+            &format!("{tok}x{ffn}"),
+            ms,
+            6.0 * n as f64,
+        );
         let ms = b.time(|| kernels::swiglu::swiglu_bwd(&b.gpu, &g, &u, &h, &mut dg, &mut du, n))?;
-        b.row_bytes("swiglu_bwd bf16", &format!("{tok}x{ffn}"), ms, 10.0 * n as f64);
+        b.row_bytes(
+            "swiglu_bwd bf16",
+            &format!("{tok}x{ffn}"),
+            ms,
+            10.0 * n as f64,
+        );
     }
     {
-        use kernels::cross_entropy::*;
+        use kernels::logprobs::*;
         let rows = 2048 / div;
-        let spec = LogprobSpec { rows, vocab, ignore_index: -100, temperature: 1.0 };
+        let spec = LogprobSpec {
+            rows,
+            vocab,
+            ignore_index: Some(-100),
+            temperature: 1.0,
+        };
         let l = b.rand_bf16(rows * vocab, 8.0);
         let mut dl = b.rand_bf16(rows * vocab, 1.0);
         let targets: Vec<i32> = (0..rows).map(|i| ((i * 31) % vocab) as i32).collect();
         let td = b.gpu.stream().clone_htod(&targets).expect("upload");
         let (mut lp, mut lse) = (b.rand_f32(rows, 1.0), b.rand_f32(rows, 1.0));
         let gr = b.rand_f32(rows, 1.0);
-        let ms = b.time(|| cross_entropy_fwd(&b.gpu, &spec, &l, &td, &mut lp, &mut lse))?;
-        b.row_bytes("cross_entropy_fwd bf16", &format!("{rows}x{vocab}"), ms, 2.0 * (rows * vocab) as f64);
-        let ms = b.time(|| cross_entropy_bwd(&b.gpu, &spec, &l, &td, &lse, &gr, &mut dl))?;
-        b.row_bytes("cross_entropy_bwd bf16", &format!("{rows}x{vocab}"), ms, 4.0 * (rows * vocab) as f64);
+        let ms = b.time(|| logprobs_fwd(&b.gpu, &spec, &l, &td, &mut lp, &mut lse))?;
+        b.row_bytes(
+            "logprobs_fwd bf16",
+            &format!("{rows}x{vocab}"),
+            ms,
+            2.0 * (rows * vocab) as f64,
+        );
+        let ms = b.time(|| logprobs_bwd(&b.gpu, &spec, &l, &td, &lse, Some(&gr), 1.0, &mut dl))?;
+        b.row_bytes(
+            "logprobs_bwd bf16",
+            &format!("{rows}x{vocab}"),
+            ms,
+            4.0 * (rows * vocab) as f64,
+        );
 
         use kernels::sampling::*;
-        let p = SamplingParams { temperature: 0.7, top_k: 0, top_p: 0.95 };
+        let p = SamplingParams {
+            temperature: 0.7,
+            top_k: 0,
+            top_p: 0.95,
+        };
         let srows = 64.min(rows);
         let u = b.rand_f32(srows, 0.5);
-        let mut out = b.gpu.stream().clone_htod(&vec![0i32; srows]).expect("upload");
+        let mut out = b
+            .gpu
+            .stream()
+            .clone_htod(&vec![0i32; srows])
+            .expect("upload");
         let ms = b.time(|| sample(&b.gpu, &p, &l, &u, &mut out, srows, vocab))?;
-        b.row_bytes("sample top-p bf16", &format!("{srows}x{vocab}"), ms, 2.0 * (srows * vocab) as f64);
+        b.row_bytes(
+            "sample top-p bf16",
+            &format!("{srows}x{vocab}"),
+            ms,
+            2.0 * (srows * vocab) as f64,
+        );
     }
     {
         let n = (1usize << 28) / div;
@@ -181,22 +266,37 @@ fn main() -> Result<()> {
     {
         use kernels::adamw::*;
         let n = (1usize << 26) / div;
-        let bufs: Vec<CudaSlice<f32>> = (0..4).map(|i| b.rand_f32(n, if i == 3 { 0.0 } else { 1.0 })).collect();
-        let copy = b.rand_bf16(n, 1.0);
-        let s = b.gpu.stream();
+        let mut p = b.rand_f32(n, 1.0);
+        let g = b.rand_f32(n, 1.0);
+        let mut m = b.rand_f32(n, 0.1);
+        let mut v = b.rand_f32(n, 0.0);
+        let mut copy = b.rand_bf16(n, 1.0);
+        let h = AdamwHyper {
+            lr: 1e-5,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            step: 10,
+            grad_scale: 1.0,
+        };
+        let ms = b.time(|| adamw::<f32>(&b.gpu, &h, &mut p, &g, &mut m, &mut v, None, n))?;
+        b.row_bytes("adamw f32", &format!("{n}"), ms, 28.0 * n as f64);
+        let s = b.gpu.stream().clone();
         let t = AdamwTensor {
-            param: bufs[0].device_ptr(s).0,
-            grad: bufs[1].device_ptr(s).0,
-            m: bufs[2].device_ptr(s).0,
-            v: bufs[3].device_ptr(s).0,
-            param_bf16: Some(copy.device_ptr(s).0),
+            param: p.device_ptr(&s).0,
+            grad: g.device_ptr(&s).0,
+            m: m.device_ptr(&s).0,
+            v: v.device_ptr(&s).0,
+            param_bf16: Some(copy.device_ptr(&s).0),
             len: n,
         };
-        // SAFETY: the buffers outlive the group (both dropped at the end of this block).
+        // SAFETY: the buffers outlive the group (all dropped at the end of this block).
         let group = unsafe { AdamwGroup::new(&b.gpu, &[t]) }?;
-        let h = AdamwHyper { lr: 1e-5, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 };
-        let ms = b.time(|| group.step(&b.gpu, &h, 10, 1.0))?;
-        b.row_bytes("adamw f32+bf16 copy", &format!("{n}"), ms, 30.0 * n as f64);
+        let ms = b.time(|| group.step(&b.gpu, &h))?;
+        b.row_bytes("adamw_multi f32+bf16", &format!("{n}"), ms, 30.0 * n as f64);
+        drop(group);
+        let _ = &mut copy;
     }
     {
         use kernels::attention::*;
@@ -217,19 +317,42 @@ fn main() -> Result<()> {
         let mut o = b.rand_bf16(t * 32 * 128, 1.0);
         let mut lse = b.rand_f32(32 * t, 1.0);
         let flops = 4.0 * 32.0 * (t * t) as f64 / 2.0 * 128.0;
-        let ms = b.time(|| attention_fwd(&b.gpu, &a, &q, &k, &v, None, &mut o, &mut lse))?;
-        b.row_flops("attention_fwd bf16", &format!("1x{t}x32/8x128 causal"), ms, flops);
+        let ms =
+            b.time(|| attention_fwd(&b.gpu, &a, &q, &k, &v, None, None, &mut o, Some(&mut lse)))?;
+        b.row_flops(
+            "attention_fwd bf16",
+            &format!("1x{t}x32/8x128 causal"),
+            ms,
+            flops,
+        );
     }
     {
         use kernels::gemm::*;
         let gemm = Gemm::new(&b.gpu)?;
-        for (m, n, k) in [(8192 / div, 8192, 8192), (8192 / div, 4096, 4096), (8192 / div, 14336, 4096)] {
+        for (m, n, k) in [
+            (8192 / div, 8192, 8192),
+            (8192 / div, 4096, 4096),
+            (8192 / div, 14336, 4096),
+        ] {
             let a = b.rand_bf16(m * k, 1.0);
             let bb = b.rand_bf16(k * n, 1.0);
             let mut c = b.rand_bf16(m * n, 1.0);
-            let spec = GemmSpec { m, n, k, trans_a: false, trans_b: true, alpha: 1.0, beta: 0.0 };
+            let spec = GemmSpec {
+                m,
+                n,
+                k,
+                trans_a: false,
+                trans_b: true,
+                alpha: 1.0,
+                beta: 0.0,
+            };
             let ms = b.time(|| gemm.matmul_bf16(&spec, &a, &bb, &mut c))?;
-            b.row_flops("cublaslt gemm bf16", &format!("{m}x{n}x{k} (B^T)"), ms, 2.0 * (m * n * k) as f64);
+            b.row_flops(
+                "cublaslt gemm bf16",
+                &format!("{m}x{n}x{k} (B^T)"),
+                ms,
+                2.0 * (m * n * k) as f64,
+            );
         }
     }
     Ok(())

@@ -1,11 +1,12 @@
 //! CI resource check (run by scripts/check-kernels.sh): compiles every kernel through
 //! `kernels::compile::compile_ptx` (the backend's own path) for each `--arch`, assembles the PTX
 //! with `ptxas -v`, prints one row per entry point and exits non-zero on a compile error, an
-//! entry list that disagrees with ptxas, or a spill in a kernel marked spill-free.
+//! entry list that disagrees with ptxas, a source signature that disagrees with the PTX, or a
+//! spill in a kernel marked spill-free.
 //!
 //! usage: check_kernels --ptxas PATH --out DIR --arch sm_80 --arch sm_90a
 
-use kernels::{compile, ptxas, KERNELS};
+use kernels::{compile, ptxas, signature, KERNELS};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -64,6 +65,25 @@ fn run(args: &Args) -> Result<Vec<String>, String> {
                     continue;
                 }
             };
+            // The launchers are checked against the source's signatures at run time; check those
+            // readings against what NVRTC compiled.
+            for (entry, params) in ptxas::ptx_entry_params(&ptx) {
+                let want: Option<Vec<&str>> = signature::signature(k, &entry)
+                    .map(|s| s.iter().map(|p| p.ptx_type()).collect());
+                if want.as_deref()
+                    != Some(
+                        params
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .as_slice(),
+                    )
+                {
+                    failures.push(format!(
+                        "{entry}: PTX parameters {params:?}, source signature reads {want:?}"
+                    ));
+                }
+            }
             let ptx_path = args.out.join(format!("{}.{sm}.ptx", k.name));
             std::fs::write(&ptx_path, &ptx).map_err(|e| format!("{}: {e}", ptx_path.display()))?;
             let cubin = args.out.join(format!("{}.{sm}.cubin", k.name));

@@ -1,10 +1,12 @@
 //! Launchers for `attention.cu`: causal GQA attention, forward saving the log-sum-exp, and the
-//! backward. q/out/dout/dq: [B, T, Hq, D]; k/v/dk/dv: [B, S, Hkv, D]; lse/delta: [B, Hq, T] f32;
-//! key_valid: [B, S] i32 (1 = attend), optional.
+//! backward, as `runtime::ops::attention_fwd` / `attention_bwd` / `attention_decode`.
+//! q/out/dout/dq: [B, T, Hq, D]; k/v/dk/dv: [B, S, Hkv, D]; lse/delta: [B, Hq, T] f32;
+//! key_valid: [B, S] i32 (nonzero = attend), optional; kv_lens: [B] i32 fill levels, optional
+//! (query t of sequence b then sits at kv_lens[b] - T + t instead of q_offset + t).
 
-use crate::context::{cfg, dim, drv, mul, need, Elem, Gpu};
+use crate::context::{dim, mul, need, Elem, Gpu};
 use crate::error::{shape, Result};
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnShape {
@@ -81,23 +83,28 @@ fn warp_blocks(warps: usize) -> u32 {
     warps.div_ceil(4).max(1) as u32
 }
 
-fn mask_ptr(
+/// Optional [B, S] mask and [B] fill levels as raw pointers (0 = absent). The guards are dropped
+/// at once: they only order work across streams, and the launchers use the one stream.
+fn optional_ptrs(
     op: &'static str,
     a: &AttnShape,
-    m: Option<&dyn DevicePtr<i32>>,
+    mask: Option<&dyn DevicePtr<i32>>,
+    kv_lens: Option<&dyn DevicePtr<i32>>,
     gpu: &Gpu,
-) -> Result<u64> {
-    match m {
-        None => Ok(0),
-        Some(m) => {
-            need(op, "key_valid", m.len(), a.batch * a.kv_len)?;
-            // The guard only orders this stream after other streams' writes; one stream is used.
-            Ok(m.device_ptr(gpu.stream()).0)
-        }
+) -> Result<(u64, u64)> {
+    let mut out = (0, 0);
+    if let Some(m) = mask {
+        need(op, "key_valid", m.len(), a.batch * a.kv_len)?;
+        out.0 = m.device_ptr(gpu.stream()).0;
     }
+    if let Some(l) = kv_lens {
+        need(op, "kv_lens", l.len(), a.batch)?;
+        out.1 = l.device_ptr(gpu.stream()).0;
+    }
+    Ok(out)
 }
 
-/// out = softmax(q k^T * scale, causal + key mask) v; lse saved for the backward.
+/// out = softmax(q k^T * scale, causal + key mask) v; lse (optional) saved for the backward.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_fwd<E: Elem>(
     gpu: &Gpu,
@@ -106,8 +113,9 @@ pub fn attention_fwd<E: Elem>(
     k: &impl DevicePtr<E>,
     v: &impl DevicePtr<E>,
     key_valid: Option<&dyn DevicePtr<i32>>,
+    kv_lens: Option<&dyn DevicePtr<i32>>,
     out: &mut impl DevicePtrMut<E>,
-    lse: &mut impl DevicePtrMut<f32>,
+    lse: Option<&mut dyn DevicePtrMut<f32>>,
 ) -> Result<()> {
     const OP: &str = "attention_fwd";
     let d = a.check(OP)?;
@@ -115,27 +123,32 @@ pub fn attention_fwd<E: Elem>(
     need(OP, "k", k.len(), d.kv)?;
     need(OP, "v", v.len(), d.kv)?;
     need(OP, "out", out.len(), d.q)?;
-    need(OP, "lse", lse.len(), d.rows)?;
-    let mp = mask_ptr(OP, a, key_valid, gpu)?;
+    if let Some(l) = &lse {
+        need(OP, "lse", l.len(), d.rows)?;
+    }
+    let (mp, lens) = optional_ptrs(OP, a, key_valid, kv_lens, gpu)?;
     if d.rows == 0 {
         return Ok(());
     }
-    let f = gpu.function("attention", &format!("attention_fwd_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (qp, _g1) = q.device_ptr(s);
-    let (kp, _g2) = k.device_ptr(s);
-    let (vp, _g3) = v.device_ptr(s);
-    let (op, _g4) = out.device_ptr_mut(s);
-    let (lp, _g5) = lse.device_ptr_mut(s);
-    let mut b = s.launch_builder(&f);
-    b.arg(&qp).arg(&kp).arg(&vp).arg(&mp).arg(&op).arg(&lp);
-    for x in &d.ints {
-        b.arg(x);
-    }
-    b.arg(&a.scale);
-    // SAFETY: matches attention_fwd_* in attention.cu; lengths checked above.
-    unsafe { b.launch(cfg(warp_blocks(d.rows), (128, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (qp, _g1) = q.device_ptr(&s);
+    let (kp, _g2) = k.device_ptr(&s);
+    let (vp, _g3) = v.device_ptr(&s);
+    let (op, _g4) = out.device_ptr_mut(&s);
+    let (lp, _g5) = match lse {
+        Some(l) => {
+            let (p, guard) = l.device_ptr_mut(&s);
+            (p, Some(guard))
+        }
+        None => (0u64, None),
+    };
+    let l = gpu.launch(OP, "attention", format!("attention_fwd_{}", E::SUFFIX))?;
+    let l = l.ptr(qp).ptr(kp).ptr(vp).ptr(mp).ptr(lens).ptr(op).ptr(lp);
+    d.ints
+        .iter()
+        .fold(l, |l, &x| l.i32(x))
+        .f32(a.scale)
+        .run(warp_blocks(d.rows), (128, 1))
 }
 
 /// dq, dk, dv (overwritten). `delta` is [B, Hq, T] f32 scratch.
@@ -147,6 +160,7 @@ pub fn attention_bwd<E: Elem>(
     k: &impl DevicePtr<E>,
     v: &impl DevicePtr<E>,
     key_valid: Option<&dyn DevicePtr<i32>>,
+    kv_lens: Option<&dyn DevicePtr<i32>>,
     out: &impl DevicePtr<E>,
     dout: &impl DevicePtr<E>,
     lse: &impl DevicePtr<f32>,
@@ -171,60 +185,60 @@ pub fn attention_bwd<E: Elem>(
     ] {
         need(OP, name, len, want)?;
     }
-    let mp = mask_ptr(OP, a, key_valid, gpu)?;
+    let (mp, lens) = optional_ptrs(OP, a, key_valid, kv_lens, gpu)?;
     let kv_rows = a.batch * a.n_kv_heads * a.kv_len;
     if d.rows == 0 && kv_rows == 0 {
         return Ok(());
     }
-    let fdq = gpu.function("attention", &format!("attention_bwd_dq_{}", E::SUFFIX))?;
-    let fkv = gpu.function("attention", &format!("attention_bwd_dkdv_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (qp, _g1) = q.device_ptr(s);
-    let (kp, _g2) = k.device_ptr(s);
-    let (vp, _g3) = v.device_ptr(s);
-    let (op, _g4) = out.device_ptr(s);
-    let (dop, _g5) = dout.device_ptr(s);
-    let (lp, _g6) = lse.device_ptr(s);
-    let (dlp, _g7) = delta.device_ptr_mut(s);
-    let (dqp, _g8) = dq.device_ptr_mut(s);
-    let (dkp, _g9) = dk.device_ptr_mut(s);
-    let (dvp, _g10) = dv.device_ptr_mut(s);
+    let s = gpu.stream().clone();
+    let (qp, _g1) = q.device_ptr(&s);
+    let (kp, _g2) = k.device_ptr(&s);
+    let (vp, _g3) = v.device_ptr(&s);
+    let (op, _g4) = out.device_ptr(&s);
+    let (dop, _g5) = dout.device_ptr(&s);
+    let (lp, _g6) = lse.device_ptr(&s);
+    let (dlp, _g7) = delta.device_ptr_mut(&s);
+    let (dqp, _g8) = dq.device_ptr_mut(&s);
+    let (dkp, _g9) = dk.device_ptr_mut(&s);
+    let (dvp, _g10) = dv.device_ptr_mut(&s);
     if d.rows > 0 {
-        let mut b = s.launch_builder(&fdq);
-        b.arg(&qp)
-            .arg(&kp)
-            .arg(&vp)
-            .arg(&mp)
-            .arg(&op)
-            .arg(&dop)
-            .arg(&lp)
-            .arg(&dlp)
-            .arg(&dqp);
-        for x in &d.ints {
-            b.arg(x);
-        }
-        b.arg(&a.scale);
-        // SAFETY: matches attention_bwd_dq_* in attention.cu; lengths checked above.
-        unsafe { b.launch(cfg(warp_blocks(d.rows), (128, 1))) }.map_err(drv(OP))?;
+        let l = gpu.launch(OP, "attention", format!("attention_bwd_dq_{}", E::SUFFIX))?;
+        let l = l
+            .ptr(qp)
+            .ptr(kp)
+            .ptr(vp)
+            .ptr(mp)
+            .ptr(lens)
+            .ptr(op)
+            .ptr(dop)
+            .ptr(lp)
+            .ptr(dlp)
+            .ptr(dqp);
+        d.ints
+            .iter()
+            .fold(l, |l, &x| l.i32(x))
+            .f32(a.scale)
+            .run(warp_blocks(d.rows), (128, 1))?;
     }
     if kv_rows > 0 {
-        let mut b = s.launch_builder(&fkv);
-        b.arg(&qp)
-            .arg(&kp)
-            .arg(&vp)
-            .arg(&mp)
-            .arg(&dop)
-            .arg(&lp)
-            .arg(&dlp)
-            .arg(&dkp)
-            .arg(&dvp);
-        for x in &d.ints {
-            b.arg(x);
-        }
-        b.arg(&a.scale);
-        // SAFETY: matches attention_bwd_dkdv_* in attention.cu; it runs after the dq kernel on
-        // the same stream, which wrote `delta`.
-        unsafe { b.launch(cfg(warp_blocks(kv_rows), (128, 1))) }.map_err(drv(OP))?;
+        // Runs after the dq kernel on the same stream, which wrote `delta`.
+        let l = gpu.launch(OP, "attention", format!("attention_bwd_dkdv_{}", E::SUFFIX))?;
+        let l = l
+            .ptr(qp)
+            .ptr(kp)
+            .ptr(vp)
+            .ptr(mp)
+            .ptr(lens)
+            .ptr(dop)
+            .ptr(lp)
+            .ptr(dlp)
+            .ptr(dkp)
+            .ptr(dvp);
+        d.ints
+            .iter()
+            .fold(l, |l, &x| l.i32(x))
+            .f32(a.scale)
+            .run(warp_blocks(kv_rows), (128, 1))?;
     }
     Ok(())
 }

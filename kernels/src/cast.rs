@@ -1,10 +1,11 @@
-//! Launcher for `cast.cu`: f32 <-> bf16 <-> f16, round to nearest even.
+//! Launcher for `cast.cu`: f32 <-> bf16 <-> f16 (round to nearest even), i64 -> i32 indices.
 
-use crate::context::{cfg, drv, need, stride_blocks, Elem, Gpu};
+use crate::context::{need, stride_blocks, Elem, Gpu};
 use crate::error::{shape, Result};
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
-/// y[i] = x[i] converted, for `n` elements. Same-type casts are an error (use a copy).
+/// y[i] = x[i] converted, for `n` elements. Same-type casts are an error (use a copy); i64 -> i32
+/// maps values outside i32 to -1, which the index-taking kernels treat as invalid.
 pub fn cast<I: Elem, O: Elem>(
     gpu: &Gpu,
     x: &impl DevicePtr<I>,
@@ -23,14 +24,12 @@ pub fn cast<I: Elem, O: Elem>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function("cast", &format!("cast_{}_{}", I::SUFFIX, O::SUFFIX))?;
-    let s = gpu.stream();
-    let (xp, _g1) = x.device_ptr(s);
-    let (yp, _g2) = y.device_ptr_mut(s);
-    let ni = n as i64;
-    let mut b = s.launch_builder(&f);
-    b.arg(&xp).arg(&yp).arg(&ni);
-    // SAFETY: matches cast_<in>_<out> in cast.cu; lengths checked above.
-    unsafe { b.launch(cfg(stride_blocks(n, 256), (256, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (xp, _g1) = x.device_ptr(&s);
+    let (yp, _g2) = y.device_ptr_mut(&s);
+    gpu.launch(OP, "cast", format!("cast_{}_{}", I::SUFFIX, O::SUFFIX))?
+        .ptr(xp)
+        .ptr(yp)
+        .i64(n as i64)
+        .run(stride_blocks(n, 256), (256, 1))
 }

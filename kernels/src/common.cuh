@@ -59,3 +59,6 @@ __device__ __forceinline__ float block_max(float v) {
     __syncthreads();
     return warp_max(lane < nw ? sh[lane] : NEG_INF);
 }
+
+// Instantiates X(T, suffix) for every float storage type the runtime has.
+#define FOR_FLOAT_TYPES(X) X(float, f32) X(bf16, bf16) X(f16, f16)

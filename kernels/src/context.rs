@@ -4,8 +4,9 @@
 use crate::compile;
 use crate::error::{KernelError, Result};
 use crate::registry;
+use crate::signature::{self, Param};
 use cudarc::driver::{
-    self, CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, DriverError,
+    self, CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, DriverError, PushKernelArg,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,12 @@ impl Elem for half::bf16 {
 }
 impl Elem for half::f16 {
     const SUFFIX: &'static str = "f16";
+}
+impl Elem for i32 {
+    const SUFFIX: &'static str = "i32";
+}
+impl Elem for i64 {
+    const SUFFIX: &'static str = "i64";
 }
 
 /// True when libcuda can be loaded (cudarc panics on first use otherwise).
@@ -71,11 +78,15 @@ pub(crate) fn drv(op: &'static str) -> impl Fn(DriverError) -> KernelError {
     }
 }
 
+/// A loaded entry point and its source signature.
+type LoadedEntry = (CudaFunction, Arc<Vec<Param>>);
+
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     arch: &'static str,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<String, LoadedEntry>>,
 }
 
 impl Gpu {
@@ -101,6 +112,7 @@ impl Gpu {
             stream,
             arch,
             modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -149,6 +161,50 @@ impl Gpu {
             })
     }
 
+    /// A launch of `entry` (from kernel source `kernel`), checked against the entry's source
+    /// signature when it runs. `op` names the public op in errors.
+    pub(crate) fn launch(
+        &self,
+        op: &'static str,
+        kernel: &'static str,
+        entry: String,
+    ) -> Result<Launch<'_>> {
+        let cached = self
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&entry)
+            .cloned();
+        let (func, sig) = match cached {
+            Some(c) => c,
+            None => {
+                let src = registry::kernel(kernel)
+                    .ok_or_else(|| KernelError::UnknownKernel(kernel.into()))?;
+                let sig =
+                    signature::signature(src, &entry).ok_or_else(|| KernelError::Signature {
+                        op,
+                        entry: entry.clone(),
+                        expected: "a __global__ declaration in the source".into(),
+                        got: "none".into(),
+                    })?;
+                let pair = (self.function(kernel, &entry)?, Arc::new(sig));
+                self.functions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(entry.clone(), pair.clone());
+                pair
+            }
+        };
+        Ok(Launch {
+            gpu: self,
+            op,
+            entry,
+            func,
+            sig,
+            args: Vec::new(),
+        })
+    }
+
     /// Loads every registered kernel now, so compile errors surface before a run starts.
     pub fn preload(&self) -> Result<()> {
         for k in registry::KERNELS {
@@ -191,4 +247,81 @@ pub(crate) fn cfg(grid: u32, block: (u32, u32)) -> driver::LaunchConfig {
 pub(crate) fn mul(op: &'static str, a: usize, b: usize) -> Result<usize> {
     a.checked_mul(b)
         .ok_or_else(|| crate::error::shape(op, format!("{a} x {b} elements overflow")))
+}
+
+/// One kernel argument, by how it is passed.
+#[derive(Debug, Clone, Copy)]
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+}
+
+impl Arg {
+    fn kind(&self) -> Param {
+        match self {
+            Arg::Ptr(_) => Param::Ptr,
+            Arg::I32(_) => Param::I32,
+            Arg::I64(_) => Param::I64,
+            Arg::F32(_) => Param::F32,
+        }
+    }
+}
+
+/// Arguments collected for one launch; [`Launch::run`] checks them against the signature read
+/// from the `.cu` source before anything reaches the driver.
+pub(crate) struct Launch<'g> {
+    gpu: &'g Gpu,
+    op: &'static str,
+    entry: String,
+    func: CudaFunction,
+    sig: Arc<Vec<Param>>,
+    args: Vec<Arg>,
+}
+
+impl Launch<'_> {
+    /// A device address (0 for a null pointer).
+    pub fn ptr(mut self, p: u64) -> Self {
+        self.args.push(Arg::Ptr(p));
+        self
+    }
+    pub fn i32(mut self, v: i32) -> Self {
+        self.args.push(Arg::I32(v));
+        self
+    }
+    pub fn i64(mut self, v: i64) -> Self {
+        self.args.push(Arg::I64(v));
+        self
+    }
+    pub fn f32(mut self, v: f32) -> Self {
+        self.args.push(Arg::F32(v));
+        self
+    }
+
+    /// Launches on the device's stream with `grid` blocks of `block` threads.
+    pub fn run(self, grid: u32, block: (u32, u32)) -> Result<()> {
+        let got: Vec<Param> = self.args.iter().map(Arg::kind).collect();
+        if got != *self.sig {
+            return Err(KernelError::Signature {
+                op: self.op,
+                entry: self.entry,
+                expected: format!("{:?}", self.sig),
+                got: format!("{got:?}"),
+            });
+        }
+        let mut b = self.gpu.stream.launch_builder(&self.func);
+        for a in &self.args {
+            match a {
+                Arg::Ptr(v) => b.arg(v),
+                Arg::I32(v) => b.arg(v),
+                Arg::I64(v) => b.arg(v),
+                Arg::F32(v) => b.arg(v),
+            };
+        }
+        // SAFETY: the argument kinds and count match the entry's declaration (checked above, and
+        // the declarations against the PTX in CI); callers check every buffer's length.
+        unsafe { b.launch(cfg(grid, block)) }.map_err(drv(self.op))?;
+        Ok(())
+    }
 }

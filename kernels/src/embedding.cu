@@ -36,5 +36,4 @@ __device__ void embedding_bwd_impl(const int* ids, const T* dout, float* dtable,
         embedding_bwd_##S(const int* ids, const T* dout, float* dtable, int n, int vocab, int d) {       \
         embedding_bwd_impl(ids, dout, dtable, n, vocab, d);                                              \
     }
-EMBEDDING(float, f32)
-EMBEDDING(bf16, bf16)
+FOR_FLOAT_TYPES(EMBEDDING)

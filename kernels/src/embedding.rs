@@ -1,10 +1,11 @@
-//! Launchers for `embedding.cu`. ids: [n] i32; table: [vocab, d]; out: [n, d]; dtable: [vocab, d] f32.
+//! Launchers for `embedding.cu` (`runtime::ops::embedding_fwd` / `embedding_bwd`).
+//! ids: [n] i32; table: [vocab, d]; out: [n, d]; dtable: [vocab, d] f32.
 
-use crate::context::{cfg, dim, drv, mul, need, Elem, Gpu};
+use crate::context::{dim, mul, need, Elem, Gpu};
 use crate::error::Result;
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
-/// out[i] = table[ids[i]]; an id outside `0..vocab` yields a NaN row.
+/// out[i] = table[ids[i]]; an id outside `0..vocab` yields a NaN row (the CPU op errors).
 pub fn embedding_fwd<E: Elem>(
     gpu: &Gpu,
     ids: &impl DevicePtr<i32>,
@@ -22,19 +23,22 @@ pub fn embedding_fwd<E: Elem>(
     if n == 0 || d == 0 {
         return Ok(());
     }
-    let f = gpu.function("embedding", &format!("embedding_fwd_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (ip, _g1) = ids.device_ptr(s);
-    let (tp, _g2) = table.device_ptr(s);
-    let (op, _g3) = out.device_ptr_mut(s);
-    let mut b = s.launch_builder(&f);
-    b.arg(&ip).arg(&tp).arg(&op).arg(&ni).arg(&vi).arg(&di);
-    // SAFETY: matches embedding_fwd_* in embedding.cu; lengths checked above.
-    unsafe { b.launch(cfg(n as u32, (256, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (ip, _g1) = ids.device_ptr(&s);
+    let (tp, _g2) = table.device_ptr(&s);
+    let (op, _g3) = out.device_ptr_mut(&s);
+    gpu.launch(OP, "embedding", format!("embedding_fwd_{}", E::SUFFIX))?
+        .ptr(ip)
+        .ptr(tp)
+        .ptr(op)
+        .i32(ni)
+        .i32(vi)
+        .i32(di)
+        .run(n as u32, (256, 1))
 }
 
-/// dtable[ids[i]] += dout[i] (accumulates into the f32 gradient; ids outside the table skipped).
+/// dtable[ids[i]] += dout[i] (**accumulates** into the f32 gradient; ids outside the table are
+/// skipped).
 pub fn embedding_bwd<E: Elem>(
     gpu: &Gpu,
     ids: &impl DevicePtr<i32>,
@@ -52,14 +56,16 @@ pub fn embedding_bwd<E: Elem>(
     if n == 0 || d == 0 {
         return Ok(());
     }
-    let f = gpu.function("embedding", &format!("embedding_bwd_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (ip, _g1) = ids.device_ptr(s);
-    let (gp, _g2) = dout.device_ptr(s);
-    let (tp, _g3) = dtable.device_ptr_mut(s);
-    let mut b = s.launch_builder(&f);
-    b.arg(&ip).arg(&gp).arg(&tp).arg(&ni).arg(&vi).arg(&di);
-    // SAFETY: matches embedding_bwd_* in embedding.cu; lengths checked above.
-    unsafe { b.launch(cfg(n as u32, (256, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (ip, _g1) = ids.device_ptr(&s);
+    let (gp, _g2) = dout.device_ptr(&s);
+    let (tp, _g3) = dtable.device_ptr_mut(&s);
+    gpu.launch(OP, "embedding", format!("embedding_bwd_{}", E::SUFFIX))?
+        .ptr(ip)
+        .ptr(gp)
+        .ptr(tp)
+        .i32(ni)
+        .i32(vi)
+        .i32(di)
+        .run(n as u32, (256, 1))
 }

@@ -14,6 +14,15 @@ pub enum KernelError {
     UnknownKernel(String),
     #[error("{op}: {msg}")]
     Shape { op: &'static str, msg: String },
+    #[error(
+        "{op}: launch of {entry} does not match its signature: expected {expected}, got {got}"
+    )]
+    Signature {
+        op: &'static str,
+        entry: String,
+        expected: String,
+        got: String,
+    },
     #[error("CUDA driver error in {op}: {msg}")]
     Driver { op: &'static str, msg: String },
     #[error("cuBLASLt error in {op}: {msg}")]
@@ -27,6 +36,7 @@ pub enum KernelError {
 pub type Result<T> = std::result::Result<T, KernelError>;
 
 /// Shape error helper: `shape("rmsnorm_fwd", format!(..))`.
+#[cfg(feature = "cuda")]
 pub(crate) fn shape(op: &'static str, msg: impl Into<String>) -> KernelError {
     KernelError::Shape {
         op,

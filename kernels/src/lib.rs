@@ -1,15 +1,18 @@
 //! Hand-written CUDA kernels for swerl: one `.cu` file per op plus its launcher, compiled at run
 //! time by NVRTC (feature `cuda`), PTX cached on disk. bf16 storage, f32 accumulation.
 //!
+//! Op names and layouts mirror the runtime's CPU ops (`runtime::ops`), which are the kernels'
+//! CPU twins in the GPU tests.
+//!
 //! Without the `cuda` feature the crate still exposes the kernel sources and their list
-//! ([`registry::KERNELS`]), the host-side RoPE tables and the `ptxas` report reader, which the CI
-//! resource check and the CUDA backend share.
+//! ([`registry::KERNELS`]) and the `ptxas` report reader, which the CI resource check and the
+//! CUDA backend share.
 
 pub mod cache;
 pub mod error;
 pub mod ptxas;
 pub mod registry;
-pub mod rope_tables;
+pub mod signature;
 
 pub use error::{KernelError, Result};
 pub use registry::{KernelSource, KERNELS};
@@ -26,11 +29,13 @@ pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cast;
 #[cfg(feature = "cuda")]
-pub mod cross_entropy;
+pub mod elementwise;
 #[cfg(feature = "cuda")]
 pub mod embedding;
 #[cfg(feature = "cuda")]
 pub mod gemm;
+#[cfg(feature = "cuda")]
+pub mod logprobs;
 #[cfg(feature = "cuda")]
 pub mod reduce;
 #[cfg(feature = "cuda")]

@@ -54,6 +54,25 @@ pub fn parse_report(report: &str) -> Vec<EntryUsage> {
     out
 }
 
+/// Each `.entry` of a PTX module with its parameter types in order (`.u64`, `.u32`, `.f32`, ...).
+pub fn ptx_entry_params(ptx: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut rest = ptx;
+    while let Some(at) = rest.find(".entry ") {
+        rest = &rest[at + ".entry ".len()..];
+        let Some(open) = rest.find('(') else { break };
+        let name = rest[..open].trim().to_string();
+        let close = rest[open..].find(')').map_or(rest.len(), |c| open + c);
+        let params = rest[open + 1..close]
+            .split(',')
+            .filter_map(|p| p.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        out.push((name, params));
+        rest = &rest[close..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +117,16 @@ ptxas info    : Used 255 registers, used 0 barriers, 428 bytes cmem[0]
             (48, 40, 36)
         );
         assert!(r[1].spills());
+    }
+
+    #[test]
+    fn reads_ptx_entry_parameters() {
+        let ptx = ".visible .entry add_f32(\n\t.param .u64 add_f32_param_0,\n\t.param .u32 add_f32_param_1,\n\t.param .f32 add_f32_param_2\n)\n{\n}\n.visible .entry none()\n{\n}\n";
+        let e = ptx_entry_params(ptx);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].0, "add_f32");
+        assert_eq!(e[0].1, vec![".u64", ".u32", ".f32"]);
+        assert_eq!(e[1], ("none".to_string(), vec![]));
     }
 
     #[test]

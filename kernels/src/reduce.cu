@@ -20,8 +20,7 @@ __device__ void partial_impl(const T* x, i64 n, float* partial) {
     extern "C" __global__ void __launch_bounds__(256) sumsq_partial_##S(const T* x, i64 n, float* partial) { \
         partial_impl<T, true>(x, n, partial);                                                           \
     }
-REDUCE(float, f32)
-REDUCE(bf16, bf16)
+FOR_FLOAT_TYPES(REDUCE)
 
 // out[0] = sum(partial) (take_sqrt = 0) or sqrt(sum(partial)) (take_sqrt = 1). One block.
 extern "C" __global__ void __launch_bounds__(1024) reduce_final(const float* partial, int n, float* out, int take_sqrt) {

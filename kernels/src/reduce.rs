@@ -1,9 +1,9 @@
 //! Launchers for `reduce.cu`: deterministic sums and the global L2 norm of many tensors.
 //! Each tensor gets a fixed number of partial blocks, so results do not depend on timing.
 
-use crate::context::{cfg, dim, drv, need, Elem, Gpu};
+use crate::context::{dim, need, Elem, Gpu};
 use crate::error::Result;
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 const THREADS: u32 = 256;
 const MAX_PARTIALS: usize = 1024;
@@ -31,15 +31,14 @@ fn partial<E: Elem>(
         "sum_partial"
     };
     need(op, "x", x.len(), n)?;
-    let f = gpu.function("reduce", &format!("{op}_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (xp, _g1) = x.device_ptr(s);
-    let ni = n as i64;
-    let mut b = s.launch_builder(&f);
-    b.arg(&xp).arg(&ni).arg(&dst);
-    // SAFETY: matches {sum,sumsq}_partial_* in reduce.cu; dst has partial_blocks(n) slots.
-    unsafe { b.launch(cfg(partial_blocks(n) as u32, (THREADS, 1))) }.map_err(drv(op))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (xp, _g1) = x.device_ptr(&s);
+    // dst has partial_blocks(n) slots: one per block of this fixed grid.
+    gpu.launch(op, "reduce", format!("{op}_{}", E::SUFFIX))?
+        .ptr(xp)
+        .i64(n as i64)
+        .ptr(dst)
+        .run(partial_blocks(n) as u32, (THREADS, 1))
 }
 
 fn finish(
@@ -51,16 +50,14 @@ fn finish(
 ) -> Result<()> {
     const OP: &str = "reduce_final";
     need(OP, "out", out.len(), 1)?;
-    let f = gpu.function("reduce", "reduce_final")?;
-    let s = gpu.stream();
-    let (op, _g1) = out.device_ptr_mut(s);
-    let ci = dim(OP, "partials", count)?;
-    let take_sqrt = sqrt as i32;
-    let mut b = s.launch_builder(&f);
-    b.arg(&scratch).arg(&ci).arg(&op).arg(&take_sqrt);
-    // SAFETY: matches reduce_final in reduce.cu; scratch holds `count` partials.
-    unsafe { b.launch(cfg(1, (1024, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (op, _g1) = out.device_ptr_mut(&s);
+    gpu.launch(OP, "reduce", "reduce_final".into())?
+        .ptr(scratch)
+        .i32(dim(OP, "partials", count)?)
+        .ptr(op)
+        .i32(sqrt as i32)
+        .run(1, (1024, 1))
 }
 
 /// out[0] = sum of the first `n` elements of x (f32 accumulation).

@@ -22,97 +22,81 @@ impl KernelSource {
 }
 
 macro_rules! kernel {
-    ($name:literal, [$($e:literal),* $(,)?], $spill_free:expr) => {
+    ($name:literal, $entries:expr, $spill_free:expr) => {
         KernelSource {
             name: $name,
             source: include_str!(concat!($name, ".cu")),
-            entries: &[$($e),*],
+            entries: $entries,
             spill_free: $spill_free,
         }
     };
 }
 
-/// Every kernel the crate ships. Keep in step with the `.cu` files: the check script fails on an
-/// entry listed here that ptxas did not see, and on one ptxas saw that is not listed.
+/// Entry names: each `float` base instantiated for f32, bf16 and f16 (`FOR_FLOAT_TYPES` in
+/// common.cuh), then the `plain` names as written.
+macro_rules! entries {
+    (float: [$($base:literal),* $(,)?] $(, plain: [$($p:literal),* $(,)?])?) => {
+        &[$(concat!($base, "_f32"), concat!($base, "_bf16"), concat!($base, "_f16"),)* $($($p,)*)?]
+    };
+}
+
+/// Every kernel the crate ships; names follow the runtime's ops (one op, one name). Keep in
+/// step with the `.cu` files: the check script fails on an entry listed here that ptxas did not
+/// see, and on one ptxas saw that is not listed.
 pub const KERNELS: &[KernelSource] = &[
     kernel!(
         "rmsnorm",
-        [
-            "rmsnorm_fwd_f32",
-            "rmsnorm_fwd_bf16",
-            "rmsnorm_bwd_dx_f32",
-            "rmsnorm_bwd_dx_bf16",
-            "rmsnorm_bwd_dw_f32",
-            "rmsnorm_bwd_dw_bf16"
-        ],
+        entries!(float: ["rmsnorm_fwd", "rmsnorm_bwd_dx", "rmsnorm_bwd_dw"]),
         true
     ),
-    kernel!("rope", ["rope_f32", "rope_bf16"], true),
+    kernel!("rope", entries!(float: ["rope"]), true),
     kernel!(
         "swiglu",
-        [
-            "swiglu_fwd_f32",
-            "swiglu_fwd_bf16",
-            "swiglu_bwd_f32",
-            "swiglu_bwd_bf16"
-        ],
+        entries!(float: ["swiglu_fwd", "swiglu_bwd"]),
         true
     ),
     kernel!(
         "embedding",
-        [
-            "embedding_fwd_f32",
-            "embedding_fwd_bf16",
-            "embedding_bwd_f32",
-            "embedding_bwd_bf16"
-        ],
+        entries!(float: ["embedding_fwd", "embedding_bwd"]),
         true
     ),
     kernel!(
-        "cross_entropy",
-        [
-            "cross_entropy_fwd_f32",
-            "cross_entropy_fwd_bf16",
-            "cross_entropy_bwd_f32",
-            "cross_entropy_bwd_bf16"
-        ],
+        "logprobs",
+        entries!(float: ["logprobs_fwd", "logprobs_bwd", "softmax"]),
         true
     ),
-    kernel!("adamw", ["adamw_step"], true),
+    kernel!(
+        "adamw",
+        entries!(float: ["adamw"], plain: ["adamw_multi"]),
+        true
+    ),
     kernel!(
         "cast",
-        [
+        &[
             "cast_f32_bf16",
             "cast_bf16_f32",
             "cast_f32_f16",
             "cast_f16_f32",
             "cast_bf16_f16",
-            "cast_f16_bf16"
+            "cast_f16_bf16",
+            "cast_i64_i32"
         ],
         true
     ),
     kernel!(
         "reduce",
-        [
-            "sum_partial_f32",
-            "sum_partial_bf16",
-            "sumsq_partial_f32",
-            "sumsq_partial_bf16",
-            "reduce_final"
-        ],
+        entries!(float: ["sum_partial", "sumsq_partial"], plain: ["reduce_final"]),
         true
     ),
-    kernel!("sampling", ["sample_f32", "sample_bf16"], true),
+    kernel!(
+        "elementwise",
+        entries!(float: ["add", "mul", "scale", "axpy", "kv_cache_write"]),
+        true
+    ),
+    kernel!("sampling", entries!(float: ["sample"]), true),
     kernel!(
         "attention",
-        [
-            "attention_fwd_f32",
-            "attention_fwd_bf16",
-            "attention_bwd_dq_f32",
-            "attention_bwd_dq_bf16",
-            "attention_bwd_dkdv_f32",
-            "attention_bwd_dkdv_bf16"
-        ],
+        entries!(float: ["attention_fwd", "attention_bwd_dq", "attention_bwd_dkdv"]),
         true
     ),
 ];

@@ -17,9 +17,11 @@ __device__ void rmsnorm_fwd_impl(const T* x, const T* w, T* y, float* rstd, int 
     for (int i = threadIdx.x; i < d; i += blockDim.x) st(yr + i, ld(xr + i) * rs * ld(w + i));
 }
 
-// dx = rstd * (w*dy - xhat * mean(w*dy*xhat)), xhat = x*rstd. One block per row.
+// dx = rstd * (w*dy - xhat * mean(w*dy*xhat)), xhat = x*rstd; overwritten, or added to dx when
+// accumulate_dx (the residual stream's gradient). One block per row.
 template <typename T>
-__device__ void rmsnorm_bwd_dx_impl(const T* x, const T* w, const float* rstd, const T* dy, T* dx, int rows, int d) {
+__device__ void rmsnorm_bwd_dx_impl(const T* x, const T* w, const float* rstd, const T* dy, T* dx, int rows, int d,
+                                    int accumulate_dx) {
     int r = blockIdx.x;
     if (r >= rows) return;
     const T* xr = x + (i64)r * d;
@@ -31,11 +33,12 @@ __device__ void rmsnorm_bwd_dx_impl(const T* x, const T* w, const float* rstd, c
     float c = block_sum(dot) / (float)d;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float xh = ld(xr + i) * rs;
-        st(dxr + i, rs * (ld(w + i) * ld(dyr + i) - xh * c));
+        float g = rs * (ld(w + i) * ld(dyr + i) - xh * c);
+        st(dxr + i, accumulate_dx ? ld(dxr + i) + g : g);
     }
 }
 
-// dw[c] = sum_r dy[r,c] * x[r,c] * rstd[r]; block (32, 8): 32 columns, 8 row lanes.
+// dw[c] += sum_r dy[r,c] * x[r,c] * rstd[r] (accumulated, f32); block (32, 8): 32 columns, 8 row lanes.
 template <typename T>
 __device__ void rmsnorm_bwd_dw_impl(const T* x, const float* rstd, const T* dy, float* dw, int rows, int d) {
     __shared__ float part[8][33];
@@ -49,7 +52,7 @@ __device__ void rmsnorm_bwd_dw_impl(const T* x, const float* rstd, const T* dy, 
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < 8; k++) s += part[k][threadIdx.x];
-        dw[c] = s;
+        dw[c] += s;
     }
 }
 
@@ -59,12 +62,11 @@ __device__ void rmsnorm_bwd_dw_impl(const T* x, const float* rstd, const T* dy, 
         rmsnorm_fwd_impl(x, w, y, rstd, rows, d, eps);                                                         \
     }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(256) rmsnorm_bwd_dx_##S(                                      \
-        const T* x, const T* w, const float* rstd, const T* dy, T* dx, int rows, int d) {                      \
-        rmsnorm_bwd_dx_impl(x, w, rstd, dy, dx, rows, d);                                                      \
+        const T* x, const T* w, const float* rstd, const T* dy, T* dx, int rows, int d, int accumulate_dx) {   \
+        rmsnorm_bwd_dx_impl(x, w, rstd, dy, dx, rows, d, accumulate_dx);                                                      \
     }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(256)                                                          \
         rmsnorm_bwd_dw_##S(const T* x, const float* rstd, const T* dy, float* dw, int rows, int d) {           \
         rmsnorm_bwd_dw_impl(x, rstd, dy, dw, rows, d);                                                         \
     }
-RMSNORM(float, f32)
-RMSNORM(bf16, bf16)
+FOR_FLOAT_TYPES(RMSNORM)

@@ -1,10 +1,11 @@
-//! Launchers for `rmsnorm.cu`. x, y, dy, dx: [rows, d]; w: [d]; rstd: [rows] f32; dw: [d] f32.
+//! Launchers for `rmsnorm.cu` (`runtime::ops::rmsnorm_fwd` / `rmsnorm_bwd`).
+//! x, y, dy, dx: [rows, d]; w: [d]; rstd: [rows] f32; dw: [d] f32.
 
-use crate::context::{cfg, dim, drv, mul, need, Elem, Gpu};
+use crate::context::{dim, mul, need, Elem, Gpu};
 use crate::error::Result;
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
-/// y = x / rms(x) * w; saves 1/rms per row in `rstd` for the backward.
+/// y = w * (x * rstd); saves rstd = 1/rms per row for the backward.
 #[allow(clippy::too_many_arguments)]
 pub fn rmsnorm_fwd<E: Elem>(
     gpu: &Gpu,
@@ -26,26 +27,24 @@ pub fn rmsnorm_fwd<E: Elem>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function("rmsnorm", &format!("rmsnorm_fwd_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (xp, _g1) = x.device_ptr(s);
-    let (wp, _g2) = w.device_ptr(s);
-    let (yp, _g3) = y.device_ptr_mut(s);
-    let (rp, _g4) = rstd.device_ptr_mut(s);
-    let mut b = s.launch_builder(&f);
-    b.arg(&xp)
-        .arg(&wp)
-        .arg(&yp)
-        .arg(&rp)
-        .arg(&ri)
-        .arg(&di)
-        .arg(&eps);
-    // SAFETY: argument order and types match rmsnorm_fwd_* in rmsnorm.cu; lengths checked above.
-    unsafe { b.launch(cfg(rows as u32, (256, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (xp, _g1) = x.device_ptr(&s);
+    let (wp, _g2) = w.device_ptr(&s);
+    let (yp, _g3) = y.device_ptr_mut(&s);
+    let (rp, _g4) = rstd.device_ptr_mut(&s);
+    gpu.launch(OP, "rmsnorm", format!("rmsnorm_fwd_{}", E::SUFFIX))?
+        .ptr(xp)
+        .ptr(wp)
+        .ptr(yp)
+        .ptr(rp)
+        .i32(ri)
+        .i32(di)
+        .f32(eps)
+        .run(rows as u32, (256, 1))
 }
 
-/// dx (same dtype as x) and dw (f32, overwritten) from the saved `rstd`.
+/// dx (same dtype as x; overwritten, or accumulated when `accumulate_dx`) and dw (f32,
+/// **accumulated**) from the saved `rstd`.
 #[allow(clippy::too_many_arguments)]
 pub fn rmsnorm_bwd<E: Elem>(
     gpu: &Gpu,
@@ -57,6 +56,7 @@ pub fn rmsnorm_bwd<E: Elem>(
     dw: &mut impl DevicePtrMut<f32>,
     rows: usize,
     d: usize,
+    accumulate_dx: bool,
 ) -> Result<()> {
     const OP: &str = "rmsnorm_bwd";
     let n = mul(OP, rows, d)?;
@@ -70,28 +70,30 @@ pub fn rmsnorm_bwd<E: Elem>(
     if n == 0 {
         return Ok(());
     }
-    let fdx = gpu.function("rmsnorm", &format!("rmsnorm_bwd_dx_{}", E::SUFFIX))?;
-    let fdw = gpu.function("rmsnorm", &format!("rmsnorm_bwd_dw_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (xp, _g1) = x.device_ptr(s);
-    let (wp, _g2) = w.device_ptr(s);
-    let (rp, _g3) = rstd.device_ptr(s);
-    let (dyp, _g4) = dy.device_ptr(s);
-    let (dxp, _g5) = dx.device_ptr_mut(s);
-    let (dwp, _g6) = dw.device_ptr_mut(s);
-    let mut b = s.launch_builder(&fdx);
-    b.arg(&xp)
-        .arg(&wp)
-        .arg(&rp)
-        .arg(&dyp)
-        .arg(&dxp)
-        .arg(&ri)
-        .arg(&di);
-    // SAFETY: matches rmsnorm_bwd_dx_* in rmsnorm.cu; lengths checked above.
-    unsafe { b.launch(cfg(rows as u32, (256, 1))) }.map_err(drv(OP))?;
-    let mut b = s.launch_builder(&fdw);
-    b.arg(&xp).arg(&rp).arg(&dyp).arg(&dwp).arg(&ri).arg(&di);
-    // SAFETY: matches rmsnorm_bwd_dw_* (block 32 x 8) in rmsnorm.cu; lengths checked above.
-    unsafe { b.launch(cfg(d.div_ceil(32) as u32, (32, 8))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (xp, _g1) = x.device_ptr(&s);
+    let (wp, _g2) = w.device_ptr(&s);
+    let (rp, _g3) = rstd.device_ptr(&s);
+    let (dyp, _g4) = dy.device_ptr(&s);
+    let (dxp, _g5) = dx.device_ptr_mut(&s);
+    let (dwp, _g6) = dw.device_ptr_mut(&s);
+    gpu.launch(OP, "rmsnorm", format!("rmsnorm_bwd_dx_{}", E::SUFFIX))?
+        .ptr(xp)
+        .ptr(wp)
+        .ptr(rp)
+        .ptr(dyp)
+        .ptr(dxp)
+        .i32(ri)
+        .i32(di)
+        .i32(accumulate_dx as i32)
+        .run(rows as u32, (256, 1))?;
+    // Block (32, 8): 32 columns per block, 8 row lanes.
+    gpu.launch(OP, "rmsnorm", format!("rmsnorm_bwd_dw_{}", E::SUFFIX))?
+        .ptr(xp)
+        .ptr(rp)
+        .ptr(dyp)
+        .ptr(dwp)
+        .i32(ri)
+        .i32(di)
+        .run(d.div_ceil(32) as u32, (32, 8))
 }

@@ -31,5 +31,4 @@ __device__ void rope_impl(const T* x, T* y, const int* pos, const float* cos_t, 
                  int heads, int head_dim, int max_pos, float sign) {                                        \
         rope_impl(x, y, pos, cos_t, sin_t, tokens, heads, head_dim, max_pos, sign);                         \
     }
-ROPE(float, f32)
-ROPE(bf16, bf16)
+FOR_FLOAT_TYPES(ROPE)

@@ -1,138 +1,77 @@
-//! Launchers for `rope.cu`. x, y: [tokens, heads, head_dim]; pos: [tokens] i32; tables from
-//! [`crate::rope_tables`], uploaded once with [`DeviceRopeTables::upload`].
+//! Launcher for `rope.cu`, in place like `runtime::ops::rope_fwd` / `rope_bwd`.
+//! x: [tokens, heads, head_dim]; pos: [tokens] i32; cos, sin: [max_pos, head_dim/2] f32 (the
+//! runtime's `rope_tables`, uploaded once).
 
-use crate::context::{cfg, dim, drv, mul, need, stride_blocks, Elem, Gpu};
+use crate::context::{dim, mul, need, stride_blocks, Elem, Gpu};
 use crate::error::{shape, Result};
-use crate::rope_tables::RopeTables;
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
-/// cos/sin tables resident on the device.
-pub struct DeviceRopeTables {
-    pub head_dim: usize,
-    pub max_pos: usize,
-    cos: CudaSlice<f32>,
-    sin: CudaSlice<f32>,
-}
-
-impl DeviceRopeTables {
-    pub fn upload(gpu: &Gpu, t: &RopeTables) -> Result<Self> {
-        let s = gpu.stream();
-        Ok(Self {
-            head_dim: t.head_dim,
-            max_pos: t.max_pos,
-            cos: s.clone_htod(&t.cos).map_err(drv("rope tables upload"))?,
-            sin: s.clone_htod(&t.sin).map_err(drv("rope tables upload"))?,
-        })
-    }
-}
-
+/// Rotates `x` in place: forward, or the inverse rotation (`inverse`, the backward). A position
+/// outside `0..max_pos` writes NaN (the runtime's CPU op errors there).
 #[allow(clippy::too_many_arguments)]
-fn launch<E: Elem>(
+pub fn rope<E: Elem>(
     gpu: &Gpu,
-    op: &'static str,
-    xp: u64,
-    yp: u64,
+    x: &mut impl DevicePtrMut<E>,
     pos: &impl DevicePtr<i32>,
-    t: &DeviceRopeTables,
+    cos: &impl DevicePtr<f32>,
+    sin: &impl DevicePtr<f32>,
     tokens: usize,
     heads: usize,
-    sign: f32,
+    head_dim: usize,
+    inverse: bool,
 ) -> Result<()> {
-    need(op, "pos", pos.len(), tokens)?;
-    let pairs = mul(op, mul(op, tokens, heads)?, t.head_dim / 2)?;
+    const OP: &str = "rope";
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
+        return Err(shape(
+            OP,
+            format!("head_dim {head_dim} must be even and > 0"),
+        ));
+    }
+    let half = head_dim / 2;
+    if cos.len() != sin.len() || !cos.len().is_multiple_of(half) {
+        return Err(shape(
+            OP,
+            format!(
+                "cos/sin hold {}/{} values, need [P, {half}] each",
+                cos.len(),
+                sin.len()
+            ),
+        ));
+    }
+    let max_pos = cos.len() / half;
+    need(
+        OP,
+        "x",
+        x.len(),
+        mul(OP, mul(OP, tokens, heads)?, head_dim)?,
+    )?;
+    need(OP, "pos", pos.len(), tokens)?;
+    let pairs = mul(OP, mul(OP, tokens, heads)?, half)?;
     let (ti, hi, di, mi) = (
-        dim(op, "tokens", tokens)?,
-        dim(op, "heads", heads)?,
-        dim(op, "head_dim", t.head_dim)?,
-        dim(op, "max_pos", t.max_pos)?,
+        dim(OP, "tokens", tokens)?,
+        dim(OP, "heads", heads)?,
+        dim(OP, "head_dim", head_dim)?,
+        dim(OP, "max_pos", max_pos)?,
     );
     if pairs == 0 {
         return Ok(());
     }
-    let f = gpu.function("rope", &format!("rope_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (pp, _g1) = pos.device_ptr(s);
-    let (cp, _g2) = t.cos.device_ptr(s);
-    let (sp, _g3) = t.sin.device_ptr(s);
-    let mut b = s.launch_builder(&f);
-    b.arg(&xp)
-        .arg(&yp)
-        .arg(&pp)
-        .arg(&cp)
-        .arg(&sp)
-        .arg(&ti)
-        .arg(&hi)
-        .arg(&di)
-        .arg(&mi)
-        .arg(&sign);
-    // SAFETY: matches rope_* in rope.cu; the caller checked x/y lengths, pos and tables here.
-    unsafe { b.launch(cfg(stride_blocks(pairs, 256), (256, 1))) }.map_err(drv(op))?;
-    Ok(())
-}
-
-fn check(
-    op: &'static str,
-    x: usize,
-    y: usize,
-    t: &DeviceRopeTables,
-    tokens: usize,
-    heads: usize,
-) -> Result<()> {
-    if !t.head_dim.is_multiple_of(2) {
-        return Err(shape(op, format!("head_dim {} is odd", t.head_dim)));
-    }
-    let n = mul(op, mul(op, tokens, heads)?, t.head_dim)?;
-    need(op, "x", x, n)?;
-    need(op, "y", y, n)
-}
-
-/// y = rotate(x, +angle(pos)). A position outside the table writes NaN.
-pub fn rope_fwd<E: Elem>(
-    gpu: &Gpu,
-    x: &impl DevicePtr<E>,
-    y: &mut impl DevicePtrMut<E>,
-    pos: &impl DevicePtr<i32>,
-    t: &DeviceRopeTables,
-    tokens: usize,
-    heads: usize,
-) -> Result<()> {
-    check("rope_fwd", x.len(), y.len(), t, tokens, heads)?;
-    let s = gpu.stream().clone();
-    let (xp, _g1) = x.device_ptr(&s);
-    let (yp, _g2) = y.device_ptr_mut(&s);
-    launch::<E>(gpu, "rope_fwd", xp, yp, pos, t, tokens, heads, 1.0)
-}
-
-/// dx = rotate(dy, -angle(pos)): the transpose of the forward rotation.
-pub fn rope_bwd<E: Elem>(
-    gpu: &Gpu,
-    dy: &impl DevicePtr<E>,
-    dx: &mut impl DevicePtrMut<E>,
-    pos: &impl DevicePtr<i32>,
-    t: &DeviceRopeTables,
-    tokens: usize,
-    heads: usize,
-) -> Result<()> {
-    check("rope_bwd", dy.len(), dx.len(), t, tokens, heads)?;
-    let s = gpu.stream().clone();
-    let (xp, _g1) = dy.device_ptr(&s);
-    let (yp, _g2) = dx.device_ptr_mut(&s);
-    launch::<E>(gpu, "rope_bwd", xp, yp, pos, t, tokens, heads, -1.0)
-}
-
-/// In-place forward (`sign` = 1.0) or backward (`sign` = -1.0) rotation of `x`.
-pub fn rope_inplace<E: Elem>(
-    gpu: &Gpu,
-    x: &mut impl DevicePtrMut<E>,
-    pos: &impl DevicePtr<i32>,
-    t: &DeviceRopeTables,
-    tokens: usize,
-    heads: usize,
-    backward: bool,
-) -> Result<()> {
-    check("rope_inplace", x.len(), x.len(), t, tokens, heads)?;
     let s = gpu.stream().clone();
     let (xp, _g1) = x.device_ptr_mut(&s);
-    let sign = if backward { -1.0 } else { 1.0 };
-    launch::<E>(gpu, "rope_inplace", xp, xp, pos, t, tokens, heads, sign)
+    let (pp, _g2) = pos.device_ptr(&s);
+    let (cp, _g3) = cos.device_ptr(&s);
+    let (sp, _g4) = sin.device_ptr(&s);
+    // x is passed as both input and output: each thread reads its pair before writing it.
+    gpu.launch(OP, "rope", format!("rope_{}", E::SUFFIX))?
+        .ptr(xp)
+        .ptr(xp)
+        .ptr(pp)
+        .ptr(cp)
+        .ptr(sp)
+        .i32(ti)
+        .i32(hi)
+        .i32(di)
+        .i32(mi)
+        .f32(if inverse { -1.0 } else { 1.0 })
+        .run(stride_blocks(pairs, 256), (256, 1))
 }

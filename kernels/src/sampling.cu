@@ -1,10 +1,12 @@
-// Sampling one token per row from logits [rows, vocab] with temperature, top-k and top-p.
-// The host draws one uniform u in [0,1) per row from its seeded RNG, so CPU and GPU pick the
-// same token for the same stream. temperature <= 0: greedy (lowest index among ties).
-// Kept set: tokens whose value is >= the k-th largest value (top_k > 0; ties kept), then the
-// fewest top values whose softmax mass reaches top_p of the kept mass (top_p < 1; ties kept).
+// Sampling one token per row from logits [rows, vocab] with temperature, top-k and top-p, with
+// the runtime's CPU semantics (runtime/src/sample.rs, HF warpers). The host draws one uniform u
+// in [0,1) per row from its seeded RNG, so CPU and GPU pick the same token for the same stream.
+// temperature <= 0: greedy (lowest index among ties).
+// top_k > 0: keep tokens whose value is >= the k-th largest (ties kept).
+// top_p < 1: order the kept tokens by (value, index) descending; keep each while the mass before
+// it is < top_p of the kept mass (HF: drop where the ascending cumulative prob <= 1 - top_p).
 // The token is the first index, in vocabulary order, whose running kept mass exceeds u * mass.
-// Thresholds are found by a 32-step bitwise search over order-preserving float keys: 32 passes
+// Thresholds come from a 32-step bitwise search over order-preserving float keys: 32 passes
 // over the row, correct for any vocabulary size, not fast. One 1024-thread block per row.
 __device__ __forceinline__ unsigned int order_key(float f) {
     unsigned int b = __float_as_uint(f);
@@ -84,7 +86,9 @@ __device__ void sample_impl(const T* logits, const float* uniforms, int* out, in
     }
     mass = block_sum(mass);
     unsigned int thr = kth;
+    int tie_min_index = 0;  // among tokens whose key == thr, only indices >= this are kept
     if (top_p < 1.0f) {
+        // thr: the largest key whose kept mass at or above it reaches top_p (the last kept value).
         float want = top_p * mass;
         unsigned int kp = 0;
         for (int bit = 31; bit >= 0; bit--) {
@@ -98,10 +102,41 @@ __device__ void sample_impl(const T* logits, const float* uniforms, int* out, in
             if (block_sum(s) >= want) kp = cand;
         }
         thr = kp > kth ? kp : kth;
+        // Ties at thr are visited from the highest index down; each is kept while the mass
+        // before it is < want: keep the ceil((want - above) / e) highest-index ties.
+        float above = 0.f, e_thr = 0.f, n_ties = 0.f;
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+            float z = ld(lr + j) * inv_t;
+            unsigned int k = order_key(z);
+            if (k > thr) above += expf(z - m);
+            if (k == thr) {
+                e_thr = expf(z - m);
+                n_ties += 1.f;
+            }
+        }
+        above = block_sum(above);
+        n_ties = block_sum(n_ties);
+        e_thr = block_max(e_thr);
+        int keep = e_thr > 0.f ? (int)ceilf((want - above) / e_thr) : (int)n_ties;
+        keep = keep < 1 ? 1 : (keep > (int)n_ties ? (int)n_ties : keep);
+        if (keep < (int)n_ties) {
+            // The keep-th tie from the top, by index: bitwise search for the largest index i with
+            // count(ties with index >= i) >= keep.
+            int lo = 0;
+            for (int bit = 30; bit >= 0; bit--) {
+                int cand = lo | (1 << bit);
+                float cnt = 0.f;
+                for (int j = threadIdx.x; j < vocab; j += blockDim.x)
+                    cnt += (j >= cand && order_key(ld(lr + j) * inv_t) == thr) ? 1.f : 0.f;
+                if (block_sum(cnt) >= (float)keep) lo = cand;
+            }
+            tie_min_index = lo;
+        }
         mass = 0.f;
         for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
             float z = ld(lr + j) * inv_t;
-            if (order_key(z) >= thr) mass += expf(z - m);
+            unsigned int k = order_key(z);
+            if (k > thr || (k == thr && j >= tie_min_index)) mass += expf(z - m);
         }
         mass = block_sum(mass);
     }
@@ -113,7 +148,8 @@ __device__ void sample_impl(const T* logits, const float* uniforms, int* out, in
         float e = 0.f;
         if (j < vocab) {
             float z = ld(lr + j) * inv_t;
-            if (order_key(z) >= thr) {
+            unsigned int k = order_key(z);
+            if (k > thr || (k == thr && j >= tie_min_index)) {
                 e = expf(z - m);
                 last = j;
             }
@@ -139,5 +175,4 @@ __device__ void sample_impl(const T* logits, const float* uniforms, int* out, in
                                                                   float temperature, int top_k, float top_p) { \
         sample_impl(logits, uniforms, out, rows, vocab, temperature, top_k, top_p);                          \
     }
-SAMPLE(float, f32)
-SAMPLE(bf16, bf16)
+FOR_FLOAT_TYPES(SAMPLE)

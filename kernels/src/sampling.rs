@@ -1,9 +1,10 @@
-//! Launcher for `sampling.cu`: one token per row from logits [rows, vocab], given one uniform
-//! draw in [0, 1) per row from the host's seeded RNG.
+//! Launcher for `sampling.cu`: one token per row from logits [rows, vocab] with the semantics of
+//! `runtime::sample_token`, given the uniform draw in [0, 1) that the host's seeded RNG makes
+//! for each row.
 
-use crate::context::{cfg, dim, drv, mul, need, Elem, Gpu};
+use crate::context::{dim, mul, need, Elem, Gpu};
 use crate::error::{shape, Result};
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
@@ -42,21 +43,18 @@ pub fn sample<E: Elem>(
     if vocab == 0 {
         return Err(shape(OP, "vocab is 0"));
     }
-    let f = gpu.function("sampling", &format!("sample_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (lp, _g1) = logits.device_ptr(s);
-    let (up, _g2) = uniforms.device_ptr(s);
-    let (op, _g3) = out.device_ptr_mut(s);
-    let mut b = s.launch_builder(&f);
-    b.arg(&lp)
-        .arg(&up)
-        .arg(&op)
-        .arg(&ri)
-        .arg(&vi)
-        .arg(&p.temperature)
-        .arg(&ki)
-        .arg(&p.top_p);
-    // SAFETY: matches sample_* in sampling.cu; lengths checked above.
-    unsafe { b.launch(cfg(rows as u32, (1024, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (lp, _g1) = logits.device_ptr(&s);
+    let (up, _g2) = uniforms.device_ptr(&s);
+    let (op, _g3) = out.device_ptr_mut(&s);
+    gpu.launch(OP, "sampling", format!("sample_{}", E::SUFFIX))?
+        .ptr(lp)
+        .ptr(up)
+        .ptr(op)
+        .i32(ri)
+        .i32(vi)
+        .f32(p.temperature)
+        .i32(ki)
+        .f32(p.top_p)
+        .run(rows as u32, (1024, 1))
 }

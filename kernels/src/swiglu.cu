@@ -27,5 +27,4 @@ __device__ void swiglu_bwd_impl(const T* gate, const T* up, const T* dh, T* dgat
         swiglu_bwd_##S(const T* gate, const T* up, const T* dh, T* dgate, T* dup, i64 n) {                      \
         swiglu_bwd_impl(gate, up, dh, dgate, dup, n);                                                           \
     }
-SWIGLU(float, f32)
-SWIGLU(bf16, bf16)
+FOR_FLOAT_TYPES(SWIGLU)

@@ -1,8 +1,9 @@
-//! Launchers for `swiglu.cu`. gate, up, h and their gradients: [n].
+//! Launchers for `swiglu.cu` (`runtime::ops::swiglu_fwd` / `swiglu_bwd`): gate, up, h and their
+//! gradients, n elements each.
 
-use crate::context::{cfg, drv, need, stride_blocks, Elem, Gpu};
+use crate::context::{need, stride_blocks, Elem, Gpu};
 use crate::error::Result;
-use cudarc::driver::{DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 /// h = silu(gate) * up.
 pub fn swiglu_fwd<E: Elem>(
@@ -19,20 +20,19 @@ pub fn swiglu_fwd<E: Elem>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function("swiglu", &format!("swiglu_fwd_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (gp, _g1) = gate.device_ptr(s);
-    let (up_, _g2) = up.device_ptr(s);
-    let (hp, _g3) = h.device_ptr_mut(s);
-    let ni = n as i64;
-    let mut b = s.launch_builder(&f);
-    b.arg(&gp).arg(&up_).arg(&hp).arg(&ni);
-    // SAFETY: matches swiglu_fwd_* in swiglu.cu; lengths checked above.
-    unsafe { b.launch(cfg(stride_blocks(n, 256), (256, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (gp, _g1) = gate.device_ptr(&s);
+    let (upp, _g2) = up.device_ptr(&s);
+    let (hp, _g3) = h.device_ptr_mut(&s);
+    gpu.launch(OP, "swiglu", format!("swiglu_fwd_{}", E::SUFFIX))?
+        .ptr(gp)
+        .ptr(upp)
+        .ptr(hp)
+        .i64(n as i64)
+        .run(stride_blocks(n, 256), (256, 1))
 }
 
-/// dgate, dup from dh.
+/// dgate = dh * up * silu'(gate), dup = dh * silu(gate), both overwritten.
 pub fn swiglu_bwd<E: Elem>(
     gpu: &Gpu,
     gate: &impl DevicePtr<E>,
@@ -51,17 +51,18 @@ pub fn swiglu_bwd<E: Elem>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function("swiglu", &format!("swiglu_bwd_{}", E::SUFFIX))?;
-    let s = gpu.stream();
-    let (gp, _g1) = gate.device_ptr(s);
-    let (up_, _g2) = up.device_ptr(s);
-    let (dhp, _g3) = dh.device_ptr(s);
-    let (dgp, _g4) = dgate.device_ptr_mut(s);
-    let (dup_, _g5) = dup.device_ptr_mut(s);
-    let ni = n as i64;
-    let mut b = s.launch_builder(&f);
-    b.arg(&gp).arg(&up_).arg(&dhp).arg(&dgp).arg(&dup_).arg(&ni);
-    // SAFETY: matches swiglu_bwd_* in swiglu.cu; lengths checked above.
-    unsafe { b.launch(cfg(stride_blocks(n, 256), (256, 1))) }.map_err(drv(OP))?;
-    Ok(())
+    let s = gpu.stream().clone();
+    let (gp, _g1) = gate.device_ptr(&s);
+    let (upp, _g2) = up.device_ptr(&s);
+    let (dhp, _g3) = dh.device_ptr(&s);
+    let (dgp, _g4) = dgate.device_ptr_mut(&s);
+    let (dupp, _g5) = dup.device_ptr_mut(&s);
+    gpu.launch(OP, "swiglu", format!("swiglu_bwd_{}", E::SUFFIX))?
+        .ptr(gp)
+        .ptr(upp)
+        .ptr(dhp)
+        .ptr(dgp)
+        .ptr(dupp)
+        .i64(n as i64)
+        .run(stride_blocks(n, 256), (256, 1))
 }

@@ -1,151 +1,140 @@
-//! Every elementwise / norm / loss / optimizer kernel against a plain-loop f64 CPU twin on fresh
-//! random inputs, outputs poisoned with NaN first. Skips (with a printed reason) without a GPU.
+//! Each norm / elementwise / loss / optimizer kernel against its CPU twin, the runtime's own op
+//! (`runtime::ops`), on fresh random inputs with the device outputs poisoned with NaN first.
+//! Skips (with a printed reason) without a GPU.
 #![cfg(feature = "cuda")]
-// Reference loops index several arrays by the same counters; iterators would hide the math.
-#![allow(clippy::needless_range_loop)]
 
 mod common;
 
 use common::*;
-use half::bf16;
-use kernels::rope_tables::{rope_tables, Llama3Scaling};
+use half::{bf16, f16};
 use kernels::Gpu;
+use runtime::{ops, Device, Rng};
 
 fn rmsnorm_case<E: Host>(g: &Gpu, rng: &mut Rng, rows: usize, d: usize) {
-    let eps = 1e-5f32;
-    let (x, xf) = rounded::<E>(&rng.vec(rows * d, 2.0));
-    let (w, wf) = rounded::<E>(&rng.vec(d, 1.5));
-    let (dy, dyf) = rounded::<E>(&rng.vec(rows * d, 1.0));
-    let (xd, wd, dyd) = (up(g, &x), up(g, &w), up(g, &dy));
-    let mut y = poisoned::<E>(g, rows * d);
-    let mut rstd = poisoned_f32(g, rows);
+    let eps = 1e-5;
+    let (xc, xd) = pair::<E>(g, &uniform(rng, rows * d, 2.0), &[rows, d]);
+    let (wc, wd) = pair::<E>(g, &uniform(rng, d, 1.5), &[d]);
+    let (dyc, dyd) = pair::<E>(g, &uniform(rng, rows * d, 1.0), &[rows, d]);
+    let prior_dx = uniform(rng, rows * d, 1.0);
+    let prior_dw = uniform(rng, d, 1.0);
+    let (mut yc, mut rc) = (cpu_zeros::<E>(&[rows, d]), cpu_zeros::<f32>(&[rows]));
+    ops::rmsnorm_fwd(&mut yc, &mut rc, &xc, &wc, eps).unwrap();
+    let (mut y, mut rstd) = (poisoned::<E>(g, rows * d), poisoned::<f32>(g, rows));
     kernels::rmsnorm::rmsnorm_fwd(g, &xd, &wd, &mut y, &mut rstd, rows, d, eps).unwrap();
-    let mut dx = poisoned::<E>(g, rows * d);
-    let mut dw = poisoned_f32(g, d);
-    kernels::rmsnorm::rmsnorm_bwd(g, &xd, &wd, &rstd, &dyd, &mut dx, &mut dw, rows, d).unwrap();
-
-    let (mut ry, mut rr, mut rdx, mut rdw) = (
-        vec![0.0; rows * d],
-        vec![0.0; rows],
-        vec![0.0; rows * d],
-        vec![0.0; d],
-    );
-    for r in 0..rows {
-        let xr = &xf[r * d..(r + 1) * d];
-        let rs = 1.0 / (xr.iter().map(|v| v * v).sum::<f64>() / d as f64 + eps as f64).sqrt();
-        rr[r] = rs;
-        let c: f64 = (0..d)
-            .map(|i| wf[i] * dyf[r * d + i] * xr[i] * rs)
-            .sum::<f64>()
-            / d as f64;
-        for i in 0..d {
-            ry[r * d + i] = xr[i] * rs * wf[i];
-            rdx[r * d + i] = rs * (wf[i] * dyf[r * d + i] - xr[i] * rs * c);
-            rdw[i] += dyf[r * d + i] * xr[i] * rs;
+    assert_close("rmsnorm y", &down(g, &y), &cpu(&yc), E::TOL);
+    assert_close("rmsnorm rstd", &down(g, &rstd), &cpu(&rc), 1e-5);
+    for accumulate in [false, true] {
+        // dw always accumulates; dx when asked: start both from the same random prior.
+        let (mut dxc, mut dx) = pair::<E>(g, &prior_dx, &[rows, d]);
+        let (mut dwc, mut dw) = pair::<f32>(g, &prior_dw, &[d]);
+        if !accumulate {
+            dx = poisoned::<E>(g, rows * d);
         }
+        ops::rmsnorm_bwd(&mut dxc, &mut dwc, &dyc, &xc, &wc, &rc, accumulate).unwrap();
+        kernels::rmsnorm::rmsnorm_bwd(
+            g, &xd, &wd, &rstd, &dyd, &mut dx, &mut dw, rows, d, accumulate,
+        )
+        .unwrap();
+        assert_close(
+            &format!("rmsnorm dx acc={accumulate}"),
+            &down(g, &dx),
+            &cpu(&dxc),
+            E::TOL,
+        );
+        assert_close(
+            &format!("rmsnorm dw acc={accumulate}"),
+            &down(g, &dw),
+            &cpu(&dwc),
+            1e-5,
+        );
     }
-    assert_close("rmsnorm y", &down(g, &y), &ry, E::TOL);
-    assert_close("rmsnorm rstd", &down(g, &rstd), &rr, 1e-5);
-    assert_close("rmsnorm dx", &down(g, &dx), &rdx, E::TOL);
-    assert_close("rmsnorm dw", &down(g, &dw), &rdw, 1e-5);
 }
 
 #[test]
 fn rmsnorm_matches_cpu() {
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("rmsnorm");
+    let mut rng = fresh_rng("rmsnorm");
     for (rows, d) in [(1, 1), (7, 33), (33, 1000), (5, 4096)] {
         rmsnorm_case::<f32>(&g, &mut rng, rows, d);
         rmsnorm_case::<bf16>(&g, &mut rng, rows, d);
+        rmsnorm_case::<f16>(&g, &mut rng, rows, d);
     }
 }
 
 fn rope_case<E: Host>(g: &Gpu, rng: &mut Rng, tokens: usize, heads: usize, head_dim: usize) {
     let max_pos = 300;
-    let scaling = Llama3Scaling {
+    let scaling = runtime::RopeScaling::Llama3 {
         factor: 8.0,
         low_freq_factor: 1.0,
         high_freq_factor: 4.0,
         original_max_position_embeddings: 64,
     };
-    let t = rope_tables(head_dim, 500000.0, Some(&scaling), max_pos).unwrap();
-    let dt = kernels::rope::DeviceRopeTables::upload(g, &t).unwrap();
-    let pos: Vec<i32> = (0..tokens).map(|_| rng.below(max_pos) as i32).collect();
-    let n = tokens * heads * head_dim;
-    let (x, xf) = rounded::<E>(&rng.vec(n, 1.0));
-    let (xd, pd) = (up(g, &x), up(g, &pos));
-    let mut y = poisoned::<E>(g, n);
-    kernels::rope::rope_fwd(g, &xd, &mut y, &pd, &dt, tokens, heads).unwrap();
-    let mut dx = poisoned::<E>(g, n);
-    kernels::rope::rope_bwd(g, &xd, &mut dx, &pd, &dt, tokens, heads).unwrap();
-    let half = head_dim / 2;
-    let (mut ry, mut rdx) = (vec![0.0; n], vec![0.0; n]);
-    for tok in 0..tokens {
-        for h in 0..heads {
-            let base = (tok * heads + h) * head_dim;
-            for j in 0..half {
-                let c = t.cos[pos[tok] as usize * half + j] as f64;
-                let s = t.sin[pos[tok] as usize * half + j] as f64;
-                let (a, b) = (xf[base + j], xf[base + j + half]);
-                ry[base + j] = a * c - b * s;
-                ry[base + j + half] = b * c + a * s;
-                rdx[base + j] = a * c + b * s;
-                rdx[base + j + half] = b * c - a * s;
-            }
+    let (cos, sin) =
+        runtime::rope_tables(head_dim, 500000.0, &scaling, max_pos, &Device::Cpu).unwrap();
+    let (cd, sd) = (
+        up(g, &cos.to_vec::<f32>().unwrap()),
+        up(g, &sin.to_vec::<f32>().unwrap()),
+    );
+    let pos: Vec<i32> = (0..tokens)
+        .map(|_| rng.below(max_pos as u64) as i32)
+        .collect();
+    let (pc, pd) = ids_pair(g, &pos, &[tokens]);
+    let shape = [tokens, heads, head_dim];
+    let x = uniform(rng, tokens * heads * head_dim, 1.0);
+    for inverse in [false, true] {
+        let (mut xc, mut xd) = pair::<E>(g, &x, &shape);
+        if inverse {
+            ops::rope_bwd(&mut xc, &cos, &sin, &pc).unwrap();
+        } else {
+            ops::rope_fwd(&mut xc, &cos, &sin, &pc).unwrap();
         }
+        kernels::rope::rope(g, &mut xd, &pd, &cd, &sd, tokens, heads, head_dim, inverse).unwrap();
+        assert_close(
+            &format!("rope inverse={inverse}"),
+            &down(g, &xd),
+            &cpu(&xc),
+            E::TOL,
+        );
     }
-    assert_close("rope fwd", &down(g, &y), &ry, E::TOL);
-    assert_close("rope bwd", &down(g, &dx), &rdx, E::TOL);
-    let mut xi = up(g, &x);
-    kernels::rope::rope_inplace(g, &mut xi, &pd, &dt, tokens, heads, false).unwrap();
-    assert_close("rope in place", &down(g, &xi), &ry, E::TOL);
 }
 
 #[test]
 fn rope_matches_cpu_and_flags_bad_positions() {
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("rope");
+    let mut rng = fresh_rng("rope");
     for (tokens, heads, hd) in [(1, 1, 2), (13, 3, 64), (40, 8, 128)] {
         rope_case::<f32>(&g, &mut rng, tokens, heads, hd);
         rope_case::<bf16>(&g, &mut rng, tokens, heads, hd);
     }
-    let t = rope_tables(8, 10000.0, None, 4).unwrap();
-    let dt = kernels::rope::DeviceRopeTables::upload(&g, &t).unwrap();
-    let x = up(&g, &rng.vec(16, 1.0));
+    let (cos, sin) = (up(&g, &[1f32; 16]), up(&g, &[0f32; 16]));
+    let mut x = up(&g, &uniform(&mut rng, 16, 1.0));
     let pos = up(&g, &[1i32, 4]);
-    let mut y = up(&g, &[0f32; 16]);
-    kernels::rope::rope_fwd(&g, &x, &mut y, &pos, &dt, 2, 1).unwrap();
-    let y = down(&g, &y);
+    kernels::rope::rope(&g, &mut x, &pos, &cos, &sin, 2, 1, 8, false).unwrap();
+    let y = down(&g, &x);
     assert!(y[..8].iter().all(|v| v.is_finite()) && y[8..].iter().all(|v| v.is_nan()));
 }
 
 fn swiglu_case<E: Host>(g: &Gpu, rng: &mut Rng, n: usize) {
-    let (ga, gf) = rounded::<E>(&rng.vec(n, 4.0));
-    let (u, uf) = rounded::<E>(&rng.vec(n, 2.0));
-    let (dh, dhf) = rounded::<E>(&rng.vec(n, 1.0));
-    let (gd, ud, dhd) = (up(g, &ga), up(g, &u), up(g, &dh));
+    let (gc, gd) = pair::<E>(g, &uniform(rng, n, 4.0), &[n]);
+    let (uc, ud) = pair::<E>(g, &uniform(rng, n, 2.0), &[n]);
+    let (dhc, dhd) = pair::<E>(g, &uniform(rng, n, 1.0), &[n]);
+    let mut hc = cpu_zeros::<E>(&[n]);
+    ops::swiglu_fwd(&mut hc, &gc, &uc).unwrap();
+    let (mut dgc, mut duc) = (cpu_zeros::<E>(&[n]), cpu_zeros::<E>(&[n]));
+    ops::swiglu_bwd(&mut dgc, &mut duc, &dhc, &gc, &uc).unwrap();
     let mut h = poisoned::<E>(g, n);
     let (mut dg, mut du) = (poisoned::<E>(g, n), poisoned::<E>(g, n));
     kernels::swiglu::swiglu_fwd(g, &gd, &ud, &mut h, n).unwrap();
     kernels::swiglu::swiglu_bwd(g, &gd, &ud, &dhd, &mut dg, &mut du, n).unwrap();
-    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
-    let rh: Vec<f64> = (0..n).map(|i| gf[i] * sig(gf[i]) * uf[i]).collect();
-    let rdg: Vec<f64> = (0..n)
-        .map(|i| {
-            let s = sig(gf[i]);
-            dhf[i] * uf[i] * s * (1.0 + gf[i] * (1.0 - s))
-        })
-        .collect();
-    let rdu: Vec<f64> = (0..n).map(|i| dhf[i] * gf[i] * sig(gf[i])).collect();
-    assert_close("swiglu h", &down(g, &h), &rh, E::TOL);
-    assert_close("swiglu dgate", &down(g, &dg), &rdg, E::TOL);
-    assert_close("swiglu dup", &down(g, &du), &rdu, E::TOL);
+    assert_close("swiglu h", &down(g, &h), &cpu(&hc), E::TOL);
+    assert_close("swiglu dgate", &down(g, &dg), &cpu(&dgc), E::TOL);
+    assert_close("swiglu dup", &down(g, &du), &cpu(&duc), E::TOL);
 }
 
 #[test]
 fn swiglu_matches_cpu() {
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("swiglu");
+    let mut rng = fresh_rng("swiglu");
     for n in [1, 127, 10007, 300_001] {
         swiglu_case::<f32>(&g, &mut rng, n);
         swiglu_case::<bf16>(&g, &mut rng, n);
@@ -153,231 +142,311 @@ fn swiglu_matches_cpu() {
 }
 
 fn embedding_case<E: Host>(g: &Gpu, rng: &mut Rng, n: usize, vocab: usize, d: usize) {
-    let ids: Vec<i32> = (0..n).map(|_| rng.below(vocab) as i32).collect();
-    let (t, tf) = rounded::<E>(&rng.vec(vocab * d, 1.0));
-    let (dout, df) = rounded::<E>(&rng.vec(n * d, 1.0));
-    let prior = rng.vec(vocab * d, 1.0);
-    let (idd, td, dd) = (up(g, &ids), up(g, &t), up(g, &dout));
+    let ids: Vec<i32> = (0..n).map(|_| rng.below(vocab as u64) as i32).collect();
+    let (ic, idd) = ids_pair(g, &ids, &[n]);
+    let (tc, td) = pair::<E>(g, &uniform(rng, vocab * d, 1.0), &[vocab, d]);
+    let (gc, gd) = pair::<E>(g, &uniform(rng, n * d, 1.0), &[n, d]);
+    let mut oc = cpu_zeros::<E>(&[n, d]);
+    ops::embedding_fwd(&mut oc, &ic, &tc).unwrap();
     let mut out = poisoned::<E>(g, n * d);
     kernels::embedding::embedding_fwd(g, &idd, &td, &mut out, n, vocab, d).unwrap();
-    let mut dt = up(g, &prior);
-    kernels::embedding::embedding_bwd(g, &idd, &dd, &mut dt, n, vocab, d).unwrap();
-    let mut rout = vec![0.0; n * d];
-    let mut rdt: Vec<f64> = prior.iter().map(|&v| v as f64).collect();
-    for (i, &id) in ids.iter().enumerate() {
-        for k in 0..d {
-            rout[i * d + k] = tf[id as usize * d + k];
-            rdt[id as usize * d + k] += df[i * d + k];
-        }
-    }
-    assert_close("embedding fwd", &down(g, &out), &rout, 0.0);
-    assert_close("embedding bwd", &down(g, &dt), &rdt, 1e-5);
+    assert_close("embedding fwd", &down(g, &out), &cpu(&oc), 0.0);
+    // The gradient accumulates: start both from the same random prior.
+    let (mut dtc, mut dtd) = pair::<f32>(g, &uniform(rng, vocab * d, 1.0), &[vocab, d]);
+    ops::embedding_bwd(&mut dtc, &gc, &ic).unwrap();
+    kernels::embedding::embedding_bwd(g, &idd, &gd, &mut dtd, n, vocab, d).unwrap();
+    assert_close("embedding bwd", &down(g, &dtd), &cpu(&dtc), 1e-5);
 }
 
 #[test]
 fn embedding_matches_cpu() {
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("embedding");
+    let mut rng = fresh_rng("embedding");
     for (n, vocab, d) in [(1, 1, 1), (77, 50, 33), (512, 1000, 256)] {
         embedding_case::<f32>(&g, &mut rng, n, vocab, d);
         embedding_case::<bf16>(&g, &mut rng, n, vocab, d);
     }
 }
 
-fn xent_case<E: Host>(g: &Gpu, rng: &mut Rng, rows: usize, vocab: usize, temperature: f32) {
-    use kernels::cross_entropy::*;
+fn logprobs_case<E: Host>(g: &Gpu, rng: &mut Rng, rows: usize, vocab: usize, temperature: f32) {
+    use kernels::logprobs::*;
+    let ignore = Some(-100i64);
     let spec = LogprobSpec {
         rows,
         vocab,
-        ignore_index: -100,
+        ignore_index: ignore,
         temperature,
     };
-    let (l, lf) = rounded::<E>(&rng.vec(rows * vocab, 8.0));
+    let (lc, ld) = pair::<E>(g, &uniform(rng, rows * vocab, 8.0), &[rows, vocab]);
     let targets: Vec<i32> = (0..rows)
         .map(|r| {
             if r % 4 == 3 {
                 -100
             } else {
-                rng.below(vocab) as i32
+                rng.below(vocab as u64) as i32
             }
         })
         .collect();
-    let gr = rng.vec(rows, 1.0);
-    let (ld, td, gd) = (up(g, &l), up(g, &targets), up(g, &gr));
-    let (mut lp, mut lse) = (poisoned_f32(g, rows), poisoned_f32(g, rows));
-    cross_entropy_fwd(g, &spec, &ld, &td, &mut lp, &mut lse).unwrap();
+    let (tc, td) = ids_pair(g, &targets, &[rows]);
+    let (gc, gd) = pair::<f32>(g, &uniform(rng, rows, 1.0), &[rows]);
+    let (mut lpc, mut lsec) = (cpu_zeros::<f32>(&[rows]), cpu_zeros::<f32>(&[rows]));
+    ops::token_logprobs_fwd(&mut lpc, &mut lsec, &lc, &tc, temperature, ignore).unwrap();
+    let mut dlc = cpu_zeros::<E>(&[rows, vocab]);
+    ops::token_logprobs_bwd(&mut dlc, &gc, &lc, &lsec, &tc, temperature, ignore).unwrap();
+    let (mut lp, mut lse) = (poisoned::<f32>(g, rows), poisoned::<f32>(g, rows));
+    logprobs_fwd(g, &spec, &ld, &td, &mut lp, &mut lse).unwrap();
     let mut dl = poisoned::<E>(g, rows * vocab);
-    cross_entropy_bwd(g, &spec, &ld, &td, &lse, &gd, &mut dl).unwrap();
-    let mut inplace = up(g, &l);
-    cross_entropy_bwd_inplace(g, &spec, &mut inplace, &td, &lse, &gd).unwrap();
+    logprobs_bwd(g, &spec, &ld, &td, &lse, Some(&gd), 1.0, &mut dl).unwrap();
+    let mut inplace = ld.clone();
+    logprobs_bwd_inplace(g, &spec, &mut inplace, &td, &lse, Some(&gd), 1.0).unwrap();
+    assert_close("logp", &down(g, &lp), &cpu(&lpc), 1e-5);
+    assert_close("lse", &down(g, &lse), &cpu(&lsec), 1e-5);
+    assert_close("dlogits", &down(g, &dl), &cpu(&dlc), E::TOL);
+    assert_close("dlogits in place", &down(g, &inplace), &cpu(&dlc), E::TOL);
 
-    let t = temperature as f64;
-    let (mut rlp, mut rlse, mut rdl) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows * vocab]);
-    for r in 0..rows {
-        let z: Vec<f64> = lf[r * vocab..(r + 1) * vocab]
-            .iter()
-            .map(|v| v / t)
-            .collect();
-        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let l = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-        rlse[r] = l;
-        let tg = targets[r];
-        if tg == -100 {
-            continue;
-        }
-        rlp[r] = z[tg as usize] - l;
-        for j in 0..vocab {
-            let onehot = if j == tg as usize { 1.0 } else { 0.0 };
-            rdl[r * vocab + j] = gr[r] as f64 / t * (onehot - (z[j] - l).exp());
-        }
-    }
-    assert_close("logprob", &down(g, &lp), &rlp, 1e-5);
-    assert_close("lse", &down(g, &lse), &rlse, 1e-5);
-    assert_close("dlogits", &down(g, &dl), &rdl, E::TOL);
-    assert_close("dlogits in place", &down(g, &inplace), &rdl, E::TOL);
+    // Cross-entropy = the same kernels with g = None and scale = -1/count.
+    let mut losses = cpu_zeros::<f32>(&[rows]);
+    let stats = ops::cross_entropy_fwd(&mut losses, &mut lsec, &lc, &tc, -100).unwrap();
+    let scale = 1.0 / stats.count.max(1) as f32;
+    let mut dce = cpu_zeros::<E>(&[rows, vocab]);
+    ops::cross_entropy_bwd(&mut dce, &lc, &lsec, &tc, -100, scale, None).unwrap();
+    let spec1 = LogprobSpec {
+        temperature: 1.0,
+        ..spec
+    };
+    logprobs_fwd(g, &spec1, &ld, &td, &mut lp, &mut lse).unwrap();
+    let neg: Vec<f64> = down(g, &lp).iter().map(|v| -v).collect();
+    assert_close("cross-entropy losses", &neg, &cpu(&losses), 1e-5);
+    let mut dl = poisoned::<E>(g, rows * vocab);
+    logprobs_bwd(g, &spec1, &ld, &td, &lse, None, -scale, &mut dl).unwrap();
+    assert_close("cross-entropy dlogits", &down(g, &dl), &cpu(&dce), E::TOL);
+
+    let mut sc = cpu_zeros::<E>(&[rows, vocab]);
+    ops::softmax(&mut sc, &lc, temperature).unwrap();
+    let mut sd = poisoned::<E>(g, rows * vocab);
+    softmax(g, &ld, &mut sd, rows, vocab, temperature).unwrap();
+    assert_close("softmax", &down(g, &sd), &cpu(&sc), E::TOL);
 }
 
 #[test]
-fn cross_entropy_matches_cpu() {
+fn logprobs_cross_entropy_softmax_match_cpu() {
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("cross_entropy");
+    let mut rng = fresh_rng("logprobs");
     for (rows, vocab, temp) in [(1, 2, 1.0), (9, 3001, 0.7), (16, 128_256, 1.0)] {
-        xent_case::<f32>(&g, &mut rng, rows, vocab, temp);
-        xent_case::<bf16>(&g, &mut rng, rows, vocab, temp);
+        logprobs_case::<f32>(&g, &mut rng, rows, vocab, temp);
+        logprobs_case::<bf16>(&g, &mut rng, rows, vocab, temp);
     }
 }
 
-#[test]
-fn casts_round_to_nearest_even_like_half() {
-    let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("cast");
-    let n = 100_003;
-    let x: Vec<f32> = (0..n)
-        .map(|_| rng.sym(1000.0) * rng.unit().powi(8))
-        .collect();
-    let xd = up(&g, &x);
-    let mut b = up(&g, &vec![bf16::NAN; n]);
-    kernels::cast::cast(&g, &xd, &mut b, n).unwrap();
-    g.synchronize().unwrap();
-    let got: Vec<bf16> = g.stream().clone_dtoh(&b).unwrap();
-    assert!(got
-        .iter()
-        .zip(&x)
-        .all(|(a, &v)| a.to_bits() == bf16::from_f32(v).to_bits()));
-    let mut h = up(&g, &vec![half::f16::NAN; n]);
-    kernels::cast::cast(&g, &xd, &mut h, n).unwrap();
-    g.synchronize().unwrap();
-    let goth: Vec<half::f16> = g.stream().clone_dtoh(&h).unwrap();
-    assert!(goth
-        .iter()
-        .zip(&x)
-        .all(|(a, &v)| a.to_bits() == half::f16::from_f32(v).to_bits()));
-    let mut back = poisoned_f32(&g, n);
-    kernels::cast::cast(&g, &b, &mut back, n).unwrap();
-    let want: Vec<f64> = got.iter().map(|v| v.to_f64()).collect();
-    assert_close("bf16 -> f32", &down(&g, &back), &want, 0.0);
-    let mut hb = up(&g, &vec![bf16::NAN; n]);
-    kernels::cast::cast(&g, &h, &mut hb, n).unwrap();
-    g.synchronize().unwrap();
-    let gothb: Vec<bf16> = g.stream().clone_dtoh(&hb).unwrap();
-    assert!(gothb
-        .iter()
-        .zip(&goth)
-        .all(|(a, v)| a.to_bits() == bf16::from_f32(v.to_f32()).to_bits()));
-    assert!(
-        kernels::cast::cast(&g, &xd, &mut back, n).is_err(),
-        "f32 -> f32 is not a cast"
+fn cast_case<I: Host, O: Host>(g: &Gpu, x: &[f32]) {
+    let n = x.len();
+    let (xc, xd) = pair::<I>(g, x, &[n]);
+    let want = xc.cast(O::DTYPE).unwrap();
+    let mut y = poisoned::<O>(g, n);
+    kernels::cast::cast(g, &xd, &mut y, n).unwrap();
+    assert_close(
+        &format!("cast {} -> {}", I::SUFFIX, O::SUFFIX),
+        &down(g, &y),
+        &cpu(&want),
+        0.0,
     );
+}
+
+#[test]
+fn casts_match_cpu_bit_for_bit() {
+    let Some(g) = gpu() else { return };
+    let mut rng = fresh_rng("cast");
+    let n = 100_003;
+    // Magnitudes from ~1e-30 to 1e3: normal, subnormal (f16) and overflowing (f16) values.
+    let x: Vec<f32> = (0..n)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * 1000.0 * rng.next_f32().powi(12))
+        .collect();
+    cast_case::<f32, bf16>(&g, &x);
+    cast_case::<bf16, f32>(&g, &x);
+    cast_case::<f32, f16>(&g, &x);
+    cast_case::<f16, f32>(&g, &x);
+    cast_case::<bf16, f16>(&g, &x);
+    cast_case::<f16, bf16>(&g, &x);
+    let idx: Vec<i64> = vec![0, 5, -3, i64::MAX, 1 << 40, 2_147_483_647];
+    let xd = up(&g, &idx);
+    let mut y = up(&g, &vec![7i32; idx.len()]);
+    kernels::cast::cast(&g, &xd, &mut y, idx.len()).unwrap();
+    g.synchronize().unwrap();
+    let got: Vec<i32> = g.stream().clone_dtoh(&y).unwrap();
+    assert_eq!(got, vec![0, 5, -3, -1, -1, 2_147_483_647]);
+    let e = kernels::cast::cast(&g, &up(&g, &x), &mut poisoned::<f32>(&g, n), n)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cast"), "{e}");
 }
 
 #[test]
 fn sums_and_global_norm_match_cpu() {
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("reduce");
+    let mut rng = fresh_rng("reduce");
     let lens = [1usize, 255, 257, 70_001, 1_000_000];
-    let xs: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
-    let ds: Vec<_> = xs.iter().map(|x| up(&g, x)).collect();
-    let mut scratch = poisoned_f32(&g, kernels::reduce::scratch_len(&lens));
-    for (x, d) in xs.iter().zip(&ds) {
-        let mut out = poisoned_f32(&g, 1);
-        kernels::reduce::sum(&g, d, x.len(), &mut scratch, &mut out).unwrap();
-        let want: f64 = x.iter().map(|&v| v as f64).sum();
+    let xs: Vec<_> = lens
+        .iter()
+        .map(|&n| pair::<f32>(&g, &uniform(&mut rng, n, 1.0), &[n]))
+        .collect();
+    let mut scratch = poisoned::<f32>(&g, kernels::reduce::scratch_len(&lens));
+    for ((xc, xd), &n) in xs.iter().zip(&lens) {
+        let mut out = poisoned::<f32>(&g, 1);
+        kernels::reduce::sum(&g, xd, n, &mut scratch, &mut out).unwrap();
+        let want = ops::sum(xc).unwrap();
         // A sum of signed values can cancel: compare against the sum of magnitudes.
-        let scale: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
+        let scale: f64 = cpu(xc).iter().map(|v| v.abs()).sum();
         let got = down(&g, &out)[0];
-        assert!((got - want).abs() <= 1e-5 * scale, "sum {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-5 * scale,
+            "sum of {n}: {got} vs {want}"
+        );
     }
     let refs: Vec<&dyn kernels::cudarc::driver::DevicePtr<f32>> =
-        ds.iter().map(|d| d as _).collect();
-    let mut out = poisoned_f32(&g, 1);
+        xs.iter().map(|(_, d)| d as _).collect();
+    let mut out = poisoned::<f32>(&g, 1);
     kernels::reduce::global_norm(&g, &refs, &mut scratch, &mut out).unwrap();
-    let want: f64 = xs
-        .iter()
-        .flatten()
-        .map(|&v| (v as f64) * (v as f64))
-        .sum::<f64>()
-        .sqrt();
+    let want = ops::global_l2_norm(&xs.iter().map(|(c, _)| c).collect::<Vec<_>>()).unwrap();
     assert_close("global norm", &down(&g, &out), &[want], 1e-5);
+    let (bc, bd) = pair::<bf16>(&g, &uniform(&mut rng, 4097, 1.0), &[4097]);
+    let bref: [&dyn kernels::cudarc::driver::DevicePtr<bf16>; 1] = [&bd];
+    kernels::reduce::global_norm(&g, &bref, &mut scratch, &mut out).unwrap();
+    assert_close(
+        "global norm bf16",
+        &down(&g, &out),
+        &[ops::sum_squares(&bc).unwrap().sqrt()],
+        1e-5,
+    );
 }
 
 #[test]
-fn adamw_multi_tensor_matches_cpu() {
+fn elementwise_ops_match_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = fresh_rng("elementwise");
+    fn case<E: Host>(g: &Gpu, rng: &mut Rng, n: usize) {
+        use kernels::elementwise as ew;
+        let (ac, ad) = pair::<E>(g, &uniform(rng, n, 3.0), &[n]);
+        let (bc, bd) = pair::<E>(g, &uniform(rng, n, 3.0), &[n]);
+        let mut oc = cpu_zeros::<E>(&[n]);
+        let mut o = poisoned::<E>(g, n);
+        ops::add(&mut oc, &ac, &bc).unwrap();
+        ew::add(g, &ad, &bd, &mut o, n).unwrap();
+        assert_close("add", &down(g, &o), &cpu(&oc), E::TOL);
+        ops::mul(&mut oc, &ac, &bc).unwrap();
+        ew::mul_elem(g, &ad, &bd, &mut o, n).unwrap();
+        assert_close("mul", &down(g, &o), &cpu(&oc), E::TOL);
+        ops::scale(&mut oc, &ac, -0.37).unwrap();
+        ew::scale(g, &ad, &mut o, -0.37, n).unwrap();
+        assert_close("scale", &down(g, &o), &cpu(&oc), E::TOL);
+        ops::scale_inplace(&mut oc, 3.5).unwrap();
+        ew::scale_inplace(g, &mut o, 3.5, n).unwrap();
+        assert_close("scale in place", &down(g, &o), &cpu(&oc), E::TOL);
+        ops::axpy(&mut oc, 0.25, &bc).unwrap();
+        ew::axpy(g, &mut o, 0.25, &bd, n).unwrap();
+        assert_close("axpy", &down(g, &o), &cpu(&oc), E::TOL);
+    }
+    for n in [1, 1000, 65_537] {
+        case::<f32>(&g, &mut rng, n);
+        case::<bf16>(&g, &mut rng, n);
+        case::<f16>(&g, &mut rng, n);
+    }
+    // KV-cache rows land at per-sequence starts.
+    let (b, t, s_max, hkv, d) = (3, 2, 7, 2, 16);
+    let (mut cc, mut cd) = pair::<bf16>(
+        &g,
+        &uniform(&mut rng, b * s_max * hkv * d, 1.0),
+        &[b, s_max, hkv, d],
+    );
+    let (nc, nd) = pair::<bf16>(
+        &g,
+        &uniform(&mut rng, b * t * hkv * d, 1.0),
+        &[b, t, hkv, d],
+    );
+    let (sc, sd) = ids_pair(&g, &[0, 3, 5], &[b]);
+    ops::kv_cache_write(&mut cc, &nc, &sc).unwrap();
+    kernels::elementwise::kv_cache_write(&g, &mut cd, &nd, &sd, b, t, s_max, hkv * d).unwrap();
+    assert_close("kv_cache_write", &down(&g, &cd), &cpu(&cc), 0.0);
+}
+
+#[test]
+fn adamw_matches_cpu() {
     use kernels::adamw::*;
     use kernels::cudarc::driver::DevicePtr;
     let Some(g) = gpu() else { return };
-    let mut rng = Rng::fresh("adamw");
-    let h = AdamwHyper {
+    let mut rng = fresh_rng("adamw");
+    let hp = runtime::AdamWParams {
         lr: 1e-3,
         beta1: 0.9,
         beta2: 0.95,
         eps: 1e-8,
         weight_decay: 0.1,
+        step: 3,
+        grad_scale: 0.5,
+    };
+    let h = AdamwHyper {
+        lr: hp.lr,
+        beta1: hp.beta1,
+        beta2: hp.beta2,
+        eps: hp.eps,
+        weight_decay: hp.weight_decay,
+        step: hp.step,
+        grad_scale: hp.grad_scale,
     };
     let lens = [5000usize, 4097, 1, 8192];
-    let host: Vec<[Vec<f32>; 4]> = lens
-        .iter()
-        .map(|&n| {
-            let v: Vec<f32> = (0..n).map(|_| rng.unit() * 0.01).collect();
-            [rng.vec(n, 1.0), rng.vec(n, 0.1), rng.vec(n, 0.01), v]
-        })
-        .collect();
-    let dev: Vec<_> = host.iter().map(|t| t.clone().map(|v| up(&g, &v))).collect();
-    let copies: Vec<_> = lens.iter().map(|&n| up(&g, &vec![bf16::NAN; n])).collect();
-    let s = g.stream();
+    let mut cpu_state = Vec::new();
+    let mut dev = Vec::new();
+    for &n in &lens {
+        let (pc, pd) = pair::<f32>(&g, &uniform(&mut rng, n, 1.0), &[n]);
+        let (gc, gd) = pair::<f32>(&g, &uniform(&mut rng, n, 0.1), &[n]);
+        let (mc, md) = pair::<f32>(&g, &uniform(&mut rng, n, 0.01), &[n]);
+        let v: Vec<f32> = (0..n).map(|_| rng.next_f32() * 0.01).collect();
+        let (vc, vd) = pair::<f32>(&g, &v, &[n]);
+        cpu_state.push([pc, gc, mc, vc]);
+        dev.push([pd, gd, md, vd]);
+    }
+    for [p, gr, m, v] in cpu_state.iter_mut() {
+        let mut copy = cpu_zeros::<bf16>(&[p.numel()]);
+        ops::adamw_step(p, gr, m, v, Some(&mut copy), &hp).unwrap();
+    }
+    // Single-tensor launches on the first half of the state, one group launch on a copy of all.
+    let copies: Vec<_> = lens.iter().map(|&n| poisoned::<bf16>(&g, n)).collect();
+    let s = g.stream().clone();
     let specs: Vec<AdamwTensor> = dev
         .iter()
         .zip(&copies)
         .zip(&lens)
         .map(|((d, c), &len)| AdamwTensor {
-            param: d[0].device_ptr(s).0,
-            grad: d[1].device_ptr(s).0,
-            m: d[2].device_ptr(s).0,
-            v: d[3].device_ptr(s).0,
-            param_bf16: Some(c.device_ptr(s).0),
+            param: d[0].device_ptr(&s).0,
+            grad: d[1].device_ptr(&s).0,
+            m: d[2].device_ptr(&s).0,
+            v: d[3].device_ptr(&s).0,
+            param_bf16: Some(c.device_ptr(&s).0),
             len,
         })
         .collect();
+    let mut single: Vec<[_; 4]> = dev.to_vec();
     // SAFETY: every buffer above lives until the end of the test.
     let group = unsafe { AdamwGroup::new(&g, &specs) }.unwrap();
-    let (step, scale) = (3u64, 0.5f32);
-    group.step(&g, &h, step, scale).unwrap();
-    let (b1, b2) = (h.beta1 as f64, h.beta2 as f64);
-    let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
-    for (i, t) in host.iter().enumerate() {
-        let (mut rp, mut rm, mut rv) = (vec![], vec![], vec![]);
-        for j in 0..lens[i] {
-            let gr = t[1][j] as f64 * scale as f64;
-            let m = b1 * t[2][j] as f64 + (1.0 - b1) * gr;
-            let v = b2 * t[3][j] as f64 + (1.0 - b2) * gr * gr;
-            let p = t[0][j] as f64 * (1.0 - h.lr as f64 * h.weight_decay as f64)
-                - h.lr as f64 * (m / bc1) / ((v / bc2).sqrt() + h.eps as f64);
-            rp.push(p);
-            rm.push(m);
-            rv.push(v);
-        }
-        assert_close("adamw param", &down(&g, &dev[i][0]), &rp, 1e-5);
-        assert_close("adamw m", &down(&g, &dev[i][2]), &rm, 1e-5);
-        assert_close("adamw v", &down(&g, &dev[i][3]), &rv, 1e-5);
-        assert_close("adamw bf16 copy", &down(&g, &copies[i]), &rp, 1e-2);
+    group.step(&g, &h).unwrap();
+    for (i, c) in cpu_state.iter().enumerate() {
+        assert_close(
+            "adamw_multi param",
+            &down(&g, &dev[i][0]),
+            &cpu(&c[0]),
+            1e-5,
+        );
+        assert_close("adamw_multi m", &down(&g, &dev[i][2]), &cpu(&c[2]), 1e-5);
+        assert_close("adamw_multi v", &down(&g, &dev[i][3]), &cpu(&c[3]), 1e-5);
+        assert_close(
+            "adamw_multi bf16 copy",
+            &down(&g, &copies[i]),
+            &cpu(&c[0]),
+            1e-2,
+        );
+        let [p, gr, m, v] = &mut single[i];
+        let mut copy = poisoned::<f32>(&g, lens[i]);
+        adamw::<f32>(&g, &h, p, &*gr, m, v, Some(&mut copy), lens[i]).unwrap();
+        assert_close("adamw param", &down(&g, p), &cpu(&c[0]), 1e-5);
+        assert_close("adamw copy", &down(&g, &copy), &cpu(&c[0]), 1e-5);
     }
 }
