@@ -325,3 +325,68 @@ impl Launch<'_> {
         Ok(())
     }
 }
+
+/// One CUDA device as `swerl info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub ordinal: usize,
+    pub name: String,
+    pub compute_capability: (i32, i32),
+    pub total_bytes: usize,
+    pub free_bytes: usize,
+}
+
+/// Every device the driver sees; an `Unavailable` error (one line) when CUDA cannot be used.
+pub fn devices() -> Result<Vec<DeviceInfo>> {
+    if let Some(why) = unavailable_reason() {
+        return Err(KernelError::Unavailable(why));
+    }
+    let n = CudaContext::device_count().map_err(drv("device count"))?;
+    (0..n as usize)
+        .map(|i| {
+            let ctx = CudaContext::new(i).map_err(drv("open device"))?;
+            let (free_bytes, total_bytes) = ctx.mem_get_info().map_err(drv("memory info"))?;
+            Ok(DeviceInfo {
+                ordinal: i,
+                name: ctx.name().map_err(drv("device name"))?,
+                compute_capability: ctx
+                    .compute_capability()
+                    .map_err(drv("compute capability"))?,
+                total_bytes,
+                free_bytes,
+            })
+        })
+        .collect()
+}
+
+/// Lines for `swerl info`: driver and NVRTC versions and one line per device, or a single line
+/// saying why CUDA is unavailable.
+pub fn report() -> Vec<String> {
+    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    match devices() {
+        Err(e) => vec![format!("cuda: unavailable: {e}")],
+        Ok(devs) => {
+            let ver = |v: Result<(i32, i32)>| {
+                v.map_or_else(|e| format!("? ({e})"), |(a, b)| format!("{a}.{b}"))
+            };
+            let mut lines = vec![format!(
+                "cuda: driver {}, nvrtc {}, {} device(s)",
+                ver(driver_version()),
+                ver(compile::nvrtc_version()),
+                devs.len()
+            )];
+            lines.extend(devs.iter().map(|d| {
+                format!(
+                    "cuda:{} {} (sm_{}{}), {:.1} GiB total, {:.1} GiB free",
+                    d.ordinal,
+                    d.name,
+                    d.compute_capability.0,
+                    d.compute_capability.1,
+                    gib(d.total_bytes),
+                    gib(d.free_bytes)
+                )
+            }));
+            lines
+        }
+    }
+}
