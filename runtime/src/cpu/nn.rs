@@ -5,8 +5,6 @@ use rayon::prelude::*;
 use super::vec;
 use crate::{Error, Result, Tensor};
 
-const ROWS_PER_TASK: usize = 16;
-
 pub(crate) fn rmsnorm_fwd(
     out: &mut Tensor,
     rstd: &mut Tensor,
@@ -58,15 +56,18 @@ pub(crate) fn rmsnorm_bwd(
     let wf = w.f32_cow(OP)?;
     let gf = dout.f32_cow(OP)?;
     let rf = rstd.f32_cow(OP)?;
+    // A few tasks per thread: each keeps one partial dW row, summed at the end.
+    let n_rows = x.numel() / c;
+    let rows_per_task = n_rows.div_ceil(4 * rayon::current_num_threads()).max(16);
     let dw_parts: Vec<Vec<f32>> = dx.with_f32_mut(OP, accumulate_dx, |dxs| {
         Ok(dxs
-            .par_chunks_mut(c * ROWS_PER_TASK)
+            .par_chunks_mut(c * rows_per_task)
             .enumerate()
             .map(|(blk, dxb)| {
                 let mut dwp = vec![0.0f32; c];
                 let mut gw = vec![0.0f32; c];
                 for (j, dxr) in dxb.chunks_mut(c).enumerate() {
-                    let n = blk * ROWS_PER_TASK + j;
+                    let n = blk * rows_per_task + j;
                     let xr = &xf[n * c..(n + 1) * c];
                     let gr = &gf[n * c..(n + 1) * c];
                     let rs = rf[n];
