@@ -337,16 +337,8 @@ fn main() -> Result<()> {
             let a = b.rand_bf16(m * k, 1.0);
             let bb = b.rand_bf16(k * n, 1.0);
             let mut c = b.rand_bf16(m * n, 1.0);
-            let spec = GemmSpec {
-                m,
-                n,
-                k,
-                trans_a: false,
-                trans_b: true,
-                alpha: 1.0,
-                beta: 0.0,
-            };
-            let ms = b.time(|| gemm.matmul_bf16(&spec, &a, &bb, &mut c))?;
+            let spec = GemmSpec::single(m, n, k, false, true, 1.0, 0.0);
+            let ms = b.time(|| gemm.matmul(&spec, &a, &bb, &mut c))?;
             b.row_flops(
                 "cublaslt gemm bf16",
                 &format!("{m}x{n}x{k} (B^T)"),

@@ -296,44 +296,86 @@ fn sampling_matches_cpu() {
     }
 }
 
+fn gemm_case<I: Host + kernels::gemm::GemmElem, O: Host + kernels::gemm::GemmElem>(
+    g: &Gpu,
+    gemm: &kernels::gemm::Gemm,
+    rng: &mut Rng,
+    (batch, m, n, k): (usize, usize, usize, usize),
+    (ta, tb, shared_b): (bool, bool, bool),
+) {
+    let sa = if ta { [batch, k, m] } else { [batch, m, k] };
+    let sb1 = if tb { [n, k] } else { [k, n] };
+    let sb: Vec<usize> = if shared_b {
+        sb1.to_vec()
+    } else {
+        [&[batch][..], &sb1[..]].concat()
+    };
+    let (ac, ad) = pair::<I>(g, &uniform(rng, batch * m * k, 1.0), &sa);
+    let (bc, bd) = pair::<I>(g, &uniform(rng, sb.iter().product(), 1.0), &sb);
+    let (mut cc, mut cd) = pair::<O>(g, &uniform(rng, batch * m * n, 1.0), &[batch, m, n]);
+    let p = runtime::MatmulParams {
+        trans_a: ta,
+        trans_b: tb,
+        alpha: 0.5,
+        beta: 2.0,
+    };
+    ops::matmul(&mut cc, &ac, &bc, &p).unwrap();
+    let spec = kernels::gemm::GemmSpec {
+        batch,
+        m,
+        n,
+        k,
+        trans_a: ta,
+        trans_b: tb,
+        alpha: 0.5,
+        beta: 2.0,
+        b_batch_stride: if shared_b { 0 } else { k * n },
+    };
+    gemm.matmul(&spec, &ad, &bd, &mut cd).unwrap();
+    let what = format!(
+        "matmul {}->{} {batch}x{m}x{n}x{k} ta={ta} tb={tb} shared_b={shared_b}",
+        I::SUFFIX,
+        O::SUFFIX
+    );
+    // Inputs are exact in both; only the summation order differs, then one rounding to O.
+    assert_close(&what, &down(g, &cd), &cpu(&cc), O::TOL.max(1e-5));
+}
+
 #[test]
-fn gemm_bf16_matches_cpu() {
-    use kernels::gemm::{Gemm, GemmSpec};
+fn gemm_matches_cpu() {
+    use half::f16;
+    use kernels::gemm::Gemm;
     let Some(g) = gpu() else { return };
     let mut rng = fresh_rng("gemm");
     let gemm = Gemm::new(&g).unwrap();
-    for (m, n, k) in [(1, 1, 1), (67, 129, 255), (256, 512, 1024)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (sa, sb) = (
-                if ta { [k, m] } else { [m, k] },
-                if tb { [n, k] } else { [k, n] },
-            );
-            let (ac, ad) = pair::<bf16>(&g, &uniform(&mut rng, m * k, 1.0), &sa);
-            let (bc, bd) = pair::<bf16>(&g, &uniform(&mut rng, k * n, 1.0), &sb);
-            let (mut cc, mut cd) = pair::<bf16>(&g, &uniform(&mut rng, m * n, 1.0), &[m, n]);
-            let p = runtime::MatmulParams {
-                trans_a: ta,
-                trans_b: tb,
-                alpha: 0.5,
-                beta: 2.0,
-            };
-            ops::matmul(&mut cc, &ac, &bc, &p).unwrap();
-            let spec = GemmSpec {
-                m,
-                n,
-                k,
-                trans_a: ta,
-                trans_b: tb,
-                alpha: 0.5,
-                beta: 2.0,
-            };
-            gemm.matmul_bf16(&spec, &ad, &bd, &mut cd).unwrap();
-            assert_close(
-                &format!("gemm {m}x{n}x{k} ta={ta} tb={tb}"),
-                &down(&g, &cd),
-                &cpu(&cc),
-                1e-2,
-            );
+    for dims in [
+        (1, 1, 1, 1),
+        (1, 67, 129, 255),
+        (1, 256, 512, 1024),
+        (3, 17, 40, 33),
+    ] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for shared_b in [true, false] {
+                    let flags = (ta, tb, shared_b);
+                    gemm_case::<bf16, bf16>(&g, &gemm, &mut rng, dims, flags);
+                    gemm_case::<bf16, f32>(&g, &gemm, &mut rng, dims, flags);
+                    gemm_case::<f32, f32>(&g, &gemm, &mut rng, dims, flags);
+                    gemm_case::<f16, f16>(&g, &gemm, &mut rng, dims, flags);
+                }
+            }
         }
     }
+    let (a, b) = (up(&g, &[0f32; 4]), up(&g, &[0f32; 4]));
+    let mut c = poisoned::<bf16>(&g, 4);
+    let e = gemm.matmul(
+        &kernels::gemm::GemmSpec::single(2, 2, 2, false, false, 1.0, 0.0),
+        &a,
+        &b,
+        &mut c,
+    );
+    assert!(
+        e.unwrap_err().to_string().contains("cannot produce"),
+        "f32 inputs cannot write bf16"
+    );
 }
