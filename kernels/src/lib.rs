@@ -29,6 +29,8 @@ pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cast;
 #[cfg(feature = "cuda")]
+pub mod chunked;
+#[cfg(feature = "cuda")]
 pub mod elementwise;
 #[cfg(feature = "cuda")]
 pub mod embedding;
