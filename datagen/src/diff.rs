@@ -200,3 +200,119 @@ mod tests {
         assert!(is_test_path("pkg/e2e/run.js"));
     }
 }
+
+/// Applies one file's unified-diff hunks (as in a SWE-bench `patch`) to `old`, checking every
+/// context and removed line. Returns the new text or a message naming the failing hunk.
+pub fn apply(old: &str, file_patch: &str) -> Result<String, String> {
+    let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(old.len() + file_patch.len());
+    let mut pos = 0usize; // next unconsumed old line
+    let mut lines = file_patch.split_inclusive('\n').peekable();
+    // Skip the file header up to the first hunk.
+    while lines.peek().is_some_and(|l| !l.starts_with("@@")) {
+        lines.next();
+    }
+    while let Some(header) = lines.next() {
+        if !header.starts_with("@@ -") {
+            return Err(format!("expected a hunk header, found {:?}", header.trim_end()));
+        }
+        let old_start: usize = header[4..]
+            .split([',', ' '])
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("bad hunk header {:?}", header.trim_end()))?;
+        // `-0,0` (empty old side) starts before line 1.
+        let start = old_start.saturating_sub(1).max(pos);
+        if start > old_lines.len() {
+            return Err(format!("hunk {:?} starts past the end ({} lines)", header.trim_end(), old_lines.len()));
+        }
+        for l in &old_lines[pos..start] {
+            out.push_str(l);
+        }
+        pos = start;
+        let mut last_added: Option<usize> = None;
+        while let Some(l) = lines.peek().copied() {
+            if l.starts_with("@@") {
+                break;
+            }
+            lines.next();
+            if l.starts_with('\\') {
+                // "\ No newline at end of file" refers to the previous line.
+                if let Some(at) = last_added {
+                    if out.ends_with('\n') && at < out.len() {
+                        out.pop();
+                    }
+                }
+                continue;
+            }
+            let (tag, body) = l.split_at(1.min(l.len()));
+            match tag {
+                " " | "-" => {
+                    let want = old_lines.get(pos).copied().unwrap_or("");
+                    if want.trim_end_matches('\n') != body.trim_end_matches('\n') {
+                        return Err(format!("hunk {:?}: line {} is {:?}, patch expects {:?}", header.trim_end(), pos + 1, want.trim_end(), body.trim_end()));
+                    }
+                    pos += 1;
+                    if tag == " " {
+                        out.push_str(want);
+                        last_added = Some(out.len() - want.len());
+                    } else {
+                        last_added = None;
+                    }
+                }
+                "+" => {
+                    let start = out.len();
+                    out.push_str(body);
+                    if !body.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    last_added = Some(start);
+                }
+                "" | "\n" => {
+                    // A blank line inside a hunk is an empty context line (some tools strip the space).
+                    let want = old_lines.get(pos).copied().unwrap_or("");
+                    if !want.trim_end_matches('\n').is_empty() {
+                        return Err(format!("hunk {:?}: blank context line does not match line {}", header.trim_end(), pos + 1));
+                    }
+                    out.push_str(want);
+                    pos += 1;
+                    last_added = Some(out.len() - want.len());
+                }
+                _ => break, // next file's header
+            }
+        }
+    }
+    for l in &old_lines[pos.min(old_lines.len())..] {
+        out.push_str(l);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod apply_tests {
+    use super::*;
+
+    fn round_trip(old: &str, new: &str) {
+        let s = |text| Side { path: "f", mode: "100644", id: "aaaaaaa", text };
+        let (p, _) = file_patch(Some(s(old)), Some(Side { id: "bbbbbbb", ..s(new) }), None);
+        assert_eq!(apply(old, &p).as_deref(), Ok(new), "patch:\n{p}");
+    }
+
+    #[test]
+    fn apply_inverts_file_patch() {
+        let base: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        round_trip(&base, &base.replace("line 3\n", "three\n").replace("line 30\n", ""));
+        round_trip("a\nb", "a\nc");
+        round_trip("a\nb", "a\nb\n");
+        round_trip("a\nb\n", "a\nb");
+        round_trip("", "x\ny\n");
+        round_trip("x\ny\n", "");
+        round_trip(&base, &format!("top\n{base}bottom\n"));
+    }
+
+    #[test]
+    fn apply_reports_mismatch() {
+        let err = apply("a\nb\n", "@@ -1,2 +1,2 @@\n a\n-c\n+d\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("\"c\""), "{err}");
+    }
+}

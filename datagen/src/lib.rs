@@ -13,6 +13,7 @@ pub mod refs;
 pub mod relevant;
 pub mod rules;
 pub mod shard;
+pub mod swebench;
 pub mod unit;
 
 pub use dataset::{Dataset, DatasetWriter};

@@ -101,6 +101,9 @@ impl Miner {
         let mut pending: Vec<Unit> = Vec::new();
         for id in order {
             self.report.commits_walked += 1;
+            if self.report.commits_walked % 512 == 0 {
+                progress(&self.report);
+            }
             match self.visit(&repo, id, &mut window) {
                 Ok(Some(unit)) => pending.push(unit),
                 Ok(None) => {}
