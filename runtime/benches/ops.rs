@@ -1,9 +1,14 @@
 //! Runtime benchmarks: matmul GFLOP/s (reported as Gelem/s = GFLOP/s) and memory-bound ops in
 //! GB/s next to a plain memcpy of the same size. `cargo bench -p runtime [-- <filter>]`.
+//!
+//! With `RUNTIME_BENCH_CPU_TIME=1` the same benchmarks are timed in CPU time of the whole
+//! process (sum over its threads, from /proc/self/task/*/schedstat) instead of wall time: on a
+//! machine shared with other jobs this shows the work per CPU-second, which wall time cannot.
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use runtime::{ops, AdamWParams, AttentionParams, DType, Device, MatmulParams, Rng, Tensor};
 
 fn randn(shape: &[usize], rng: &mut Rng) -> Tensor {
@@ -16,8 +21,8 @@ fn zeros(shape: &[usize]) -> Tensor {
     Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap()
 }
 
-fn matmul(c: &mut Criterion) {
-    let mut g = c.benchmark_group("matmul_f32");
+fn matmul<M: Measurement>(c: &mut Criterion<M>) {
+    let mut g = c.benchmark_group(group("matmul_f32"));
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
@@ -72,8 +77,8 @@ fn matmul(c: &mut Criterion) {
 /// 8M f32 = 32 MB per tensor: well past the caches.
 const N: usize = 8 << 20;
 
-fn memory_bound(c: &mut Criterion) {
-    let mut g = c.benchmark_group("memory_bound");
+fn memory_bound<M: Measurement>(c: &mut Criterion<M>) {
+    let mut g = c.benchmark_group(group("memory_bound"));
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
@@ -205,8 +210,8 @@ fn memory_bound(c: &mut Criterion) {
 }
 
 /// The model's training shape: batch 4 x 256 tokens, 8 heads of 64 (hidden 512), GQA 8/4.
-fn attention(c: &mut Criterion) {
-    let mut g = c.benchmark_group("attention");
+fn attention<M: Measurement>(c: &mut Criterion<M>) {
+    let mut g = c.benchmark_group(group("attention"));
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
@@ -240,5 +245,96 @@ fn attention(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matmul, memory_bound, attention);
-criterion_main!(benches);
+/// Group name; CPU-time runs get a `cpu_` prefix so their saved results never mix with wall time.
+fn group(name: &str) -> String {
+    if std::env::var_os("RUNTIME_BENCH_CPU_TIME").is_some() {
+        format!("cpu_{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// CPU time (ns) consumed so far by all threads of this process.
+fn process_cpu_ns() -> u64 {
+    let mut total = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
+                total += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Process CPU time as a criterion measurement (values in ns, like `WallTime`).
+struct CpuTime;
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        process_cpu_ns()
+    }
+    fn end(&self, i: u64) -> u64 {
+        process_cpu_ns().saturating_sub(i)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
+        values.iter_mut().for_each(|v| *v /= 1e6);
+        "ms cpu"
+    }
+    fn scale_throughputs(&self, _typical: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        // per CPU-second: units per ns == G units per s
+        let (n, unit) = match *t {
+            Throughput::Bytes(b) | Throughput::BytesDecimal(b) => (b as f64, "GB/cpu-s"),
+            Throughput::Elements(e) => (e as f64, "Gelem/cpu-s"),
+            Throughput::Bits(b) => (b as f64, "Gbit/cpu-s"),
+        };
+        values.iter_mut().for_each(|v| *v = n / *v);
+        unit
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn run_all<M: Measurement>(c: &mut Criterion<M>) {
+    matmul(c);
+    memory_bound(c);
+    attention(c);
+}
+
+fn main() {
+    if std::env::var_os("RUNTIME_BENCH_CPU_TIME").is_some() {
+        let mut c = Criterion::default()
+            .with_measurement(CpuTime)
+            .configure_from_args();
+        run_all(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        run_all(&mut c);
+        c.final_summary();
+    }
+}

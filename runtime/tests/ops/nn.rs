@@ -4,7 +4,10 @@ use runtime::{ops, rope_inv_freq, rope_tables, Device, RopeScaling};
 #[test]
 fn rmsnorm_forward_and_backward() {
     // (rows, C): odd widths, and enough rows to split dW over several tasks
-    for (i, &(n, c)) in [(5, 1), (5, 7), (5, 33), (5, 127), (130, 7)].iter().enumerate() {
+    for (i, &(n, c)) in [(5, 1), (5, 7), (5, 33), (5, 127), (130, 7)]
+        .iter()
+        .enumerate()
+    {
         let mut g = rng(20 + i as u64);
         let (x, w, dy) = (randn(&mut g, n * c), randn(&mut g, c), randn(&mut g, n * c));
         let eps = 1e-5;
