@@ -25,6 +25,8 @@ pub mod context;
 #[cfg(feature = "cuda")]
 pub mod adamw;
 #[cfg(feature = "cuda")]
+pub mod alloc;
+#[cfg(feature = "cuda")]
 pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cast;

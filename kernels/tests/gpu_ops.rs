@@ -450,3 +450,48 @@ fn adamw_matches_cpu() {
         assert_close("adamw copy", &down(&g, &copy), &cpu(&c[0]), 1e-5);
     }
 }
+
+#[test]
+fn caching_allocator_reuses_blocks_across_steps() {
+    use kernels::alloc::CachingAllocator;
+    let Some(g) = gpu() else { return };
+    let a = CachingAllocator::new(&g);
+    let sizes = [1000usize, 4096, 3 << 20, 100];
+    // A "step": allocate, write through a typed view, read back, free.
+    let step = |k: f32| {
+        let mut blocks: Vec<_> = sizes
+            .iter()
+            .map(|&n| a.alloc_elems::<f32>(n).unwrap())
+            .collect();
+        for (b, &n) in blocks.iter_mut().zip(&sizes) {
+            let host: Vec<f32> = (0..n).map(|i| i as f32 * k).collect();
+            // SAFETY: written before it is read.
+            let mut v = unsafe { b.view_mut::<f32>(n) }.unwrap();
+            g.stream().memcpy_htod(&host, &mut v).unwrap();
+            let back: Vec<f32> = g.stream().clone_dtoh(&v).unwrap();
+            assert_eq!(back, host);
+        }
+    };
+    step(1.0);
+    let first = a.stats();
+    assert_eq!(first.driver_allocs, sizes.len() as u64);
+    assert_eq!(first.in_use_bytes, 0);
+    for k in 2..5 {
+        step(k as f32);
+    }
+    let later = a.stats();
+    assert_eq!(
+        later.driver_allocs, first.driver_allocs,
+        "no driver allocation after the first step"
+    );
+    assert_eq!(later.reuses, 3 * sizes.len() as u64);
+    let b = a.alloc(10).unwrap();
+    // SAFETY: only the length check is exercised.
+    assert!(
+        unsafe { b.view::<f32>(1000) }.is_err(),
+        "a view larger than the block is an error"
+    );
+    drop(b);
+    a.empty_cache();
+    assert_eq!(a.stats().reserved_bytes, 0);
+}
