@@ -56,7 +56,10 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("ptx");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per process and call: threads of one process may write the same entry at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
@@ -93,5 +96,19 @@ mod tests {
         assert_eq!(read(&p).as_deref(), Some("// ptx 2"));
         let leftovers = std::fs::read_dir(p.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_entry_leave_one_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.ptx");
+        let text: String = "x".repeat(1 << 20);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| write_atomic(&p, &text).unwrap());
+            }
+        });
+        assert_eq!(read(&p).as_deref(), Some(text.as_str()));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
