@@ -8,7 +8,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
-    /// <= 0 means greedy.
+    /// 0 means greedy.
     pub temperature: f32,
     /// 0 disables top-k.
     pub top_k: usize,
@@ -29,8 +29,8 @@ pub fn sample<E: Elem>(
     if p.top_p.is_nan() || p.top_p <= 0.0 || p.top_p > 1.0 {
         return Err(shape(OP, format!("top_p {} must be in (0, 1]", p.top_p)));
     }
-    if p.temperature.is_nan() {
-        return Err(shape(OP, "temperature is NaN"));
+    if p.temperature.is_nan() || p.temperature < 0.0 {
+        return Err(shape(OP, format!("temperature {} must be >= 0 (0 = greedy)", p.temperature)));
     }
     need(OP, "logits", logits.len(), mul(OP, rows, vocab)?)?;
     need(OP, "uniforms", uniforms.len(), rows)?;
