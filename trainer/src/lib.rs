@@ -3,3 +3,4 @@
 
 pub mod reward;
 pub mod grpo;
+pub mod prompt;

@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{assert_all_equal, mutate, python3, run_python, Rng};
-use trainer::reward::difflib::{Opcode, SequenceMatcher};
+use trainer::reward::difflib::{Opcode, SequenceMatcher, Strategy};
 use trainer::reward::unified_diff::unified_diff;
 
 const PY_CHARS: &str = r#"
@@ -70,7 +70,9 @@ fn string_cases(rng: &mut Rng) -> Vec<Value> {
         // Mostly short; every tenth case is long enough (b >= 200) for the popular heuristic.
         let len = if i % 10 == 0 { 200 + rng.below(400) } else { rng.below(60) };
         let a = random_string(rng, &alphabet, len);
-        let b = if rng.chance(3, 4) {
+        let b = if rng.chance(1, 20) {
+            a.clone()
+        } else if rng.chance(3, 4) {
             let edits = 1 + rng.below(1 + len / 8);
             let alpha = alphabet.clone();
             mutate(rng, &a, edits, move |r| *r.pick(&alpha))
@@ -102,6 +104,7 @@ fn char_matcher_matches_cpython() {
     }
     let cases = string_cases(&mut Rng(0x5eed_0001));
     let want = run_python(PY_CHARS, &Value::Array(cases.clone()));
+    for strategy in [Strategy::Auto, Strategy::DynamicProgramme, Strategy::SuffixAutomaton] {
     let got: Vec<Value> = cases
         .iter()
         .map(|c| {
@@ -113,6 +116,7 @@ fn char_matcher_matches_cpython() {
             } else {
                 SequenceMatcher::new(&a, &b, autojunk)
             };
+            sm.set_strategy(strategy);
             let r: Vec<usize> = serde_json::from_value(c["range"].clone()).unwrap();
             let m = sm.find_longest_match(r[0], r[1], r[2], r[3]);
             json!({
@@ -124,7 +128,8 @@ fn char_matcher_matches_cpython() {
             })
         })
         .collect();
-    assert_all_equal("chars", &cases, &got, want.as_array().unwrap());
+    assert_all_equal(&format!("chars {strategy:?}"), &cases, &got, want.as_array().unwrap());
+    }
     // The str fast path must agree with the generic one.
     for c in cases.iter().filter(|c| !c["junk"].as_bool().unwrap()) {
         let (a, b) = (c["a"].as_str().unwrap(), c["b"].as_str().unwrap());
@@ -168,7 +173,9 @@ fn line_cases(rng: &mut Rng) -> Vec<Value> {
             }
         };
         let a: Vec<String> = (0..len).map(|_| line(rng)).collect();
-        let b = if rng.chance(4, 5) {
+        let b = if rng.chance(1, 20) {
+            a.clone()
+        } else if rng.chance(4, 5) {
             let edits = 1 + rng.below(1 + len / 10);
             mutate(rng, &a, edits, &mut line)
         } else {
@@ -204,6 +211,20 @@ fn line_diff_matches_cpython() {
         })
         .collect();
     let want = want.as_array().unwrap();
+    for strategy in [Strategy::DynamicProgramme, Strategy::SuffixAutomaton] {
+        let forced: Vec<Value> = cases
+            .iter()
+            .map(|c| {
+                let a: Vec<&str> = c["a"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+                let b: Vec<&str> = c["b"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+                let mut sm = SequenceMatcher::new(&a, &b, true);
+                sm.set_strategy(strategy);
+                opcodes_json(&sm.get_opcodes())
+            })
+            .collect();
+        let want_ops: Vec<Value> = want.iter().map(|w| w["opcodes"].clone()).collect();
+        assert_all_equal(&format!("lines {strategy:?}"), &cases, &forced, &want_ops);
+    }
     assert!(
         want.iter().filter(|w| w["popular"].as_u64().unwrap() > 0).count() > 50,
         "the cases must exercise the popular-line heuristic"

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::suffix_automaton::SuffixAutomaton;
+
 /// Id of an element of `a` that never occurs in `b`.
 const ABSENT: u32 = u32::MAX;
 
@@ -59,6 +61,16 @@ pub fn calculate_ratio(matches: usize, length: usize) -> f64 {
     }
 }
 
+/// How `find_longest_match` finds its seed match; every choice gives the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// CPython's dynamic programme over equal pairs, or the suffix automaton when the
+    /// ranges are large and their elements repetitive (estimated cost).
+    Auto,
+    DynamicProgramme,
+    SuffixAutomaton,
+}
+
 /// `difflib.SequenceMatcher(isjunk, a, b, autojunk)` over any `T: Eq + Hash`.
 #[derive(Debug, Clone)]
 pub struct SequenceMatcher {
@@ -74,6 +86,10 @@ pub struct SequenceMatcher {
     table: Vec<u64>,
     stamp: u32,
     matching_blocks: Option<Vec<Match>>,
+    /// Equal seeding pairs per (a, b) element pair: scales the programme's cost estimate.
+    pair_density: f64,
+    strategy: Strategy,
+    sam: SuffixAutomaton,
 }
 
 impl SequenceMatcher {
@@ -175,6 +191,13 @@ impl SequenceMatcher {
             }
         }
         let table = vec![0u64; n + 1];
+        let mut pairs = 0f64;
+        for &x in &a {
+            if x != ABSENT {
+                pairs += (b2j_start[x as usize + 1] - b2j_start[x as usize]) as f64;
+            }
+        }
+        let pair_density = pairs / (a.len().max(1) as f64 * n.max(1) as f64);
         SequenceMatcher {
             a,
             b,
@@ -185,7 +208,16 @@ impl SequenceMatcher {
             table,
             stamp: 0,
             matching_blocks: None,
+            pair_density,
+            strategy: Strategy::Auto,
+            sam: SuffixAutomaton::default(),
         }
+    }
+
+    /// Forces one way of finding seed matches (for testing that they agree).
+    pub fn set_strategy(&mut self, strategy: Strategy) {
+        self.strategy = strategy;
+        self.matching_blocks = None;
     }
 
     pub fn len_a(&self) -> usize {
@@ -213,8 +245,68 @@ impl SequenceMatcher {
         let bhi = bhi.min(self.b.len());
         let alo = alo.min(ahi);
         let blo = blo.min(bhi);
-        let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0usize);
+        let use_sam = match self.strategy {
+            Strategy::DynamicProgramme => false,
+            Strategy::SuffixAutomaton => true,
+            Strategy::Auto => {
+                let (na, nb) = ((ahi - alo) as f64, (bhi - blo) as f64);
+                // Measured break-even: a pair costs ~1 ns, an automaton element ~40 ns.
+                na * nb * self.pair_density > 40.0 * (na + nb) + 4000.0
+            }
+        };
+        let (mut besti, mut bestj, mut bestsize) = if use_sam {
+            let (junk, popular) = (&self.junk, &self.popular);
+            self.sam.longest_match(&self.a, &self.b, (alo, ahi, blo, bhi), |x| {
+                x != ABSENT && !junk[x as usize] && !popular[x as usize]
+            })
+        } else {
+            self.dp_longest_match(alo, ahi, blo, bhi)
+        };
 
+        let (a, b) = (&self.a, &self.b);
+        while besti > alo && bestj > blo && !self.is_bjunk(bestj - 1) && a[besti - 1] == b[bestj - 1]
+        {
+            besti -= 1;
+            bestj -= 1;
+            bestsize += 1;
+        }
+        while besti + bestsize < ahi
+            && bestj + bestsize < bhi
+            && !self.is_bjunk(bestj + bestsize)
+            && a[besti + bestsize] == b[bestj + bestsize]
+        {
+            bestsize += 1;
+        }
+        while besti > alo && bestj > blo && self.is_bjunk(bestj - 1) && a[besti - 1] == b[bestj - 1]
+        {
+            besti -= 1;
+            bestj -= 1;
+            bestsize += 1;
+        }
+        while besti + bestsize < ahi
+            && bestj + bestsize < bhi
+            && self.is_bjunk(bestj + bestsize)
+            && a[besti + bestsize] == b[bestj + bestsize]
+        {
+            bestsize += 1;
+        }
+        Match {
+            a: besti,
+            b: bestj,
+            size: bestsize,
+        }
+    }
+
+    /// CPython's programme: row by row over a, the length of the match ending at each
+    /// equal pair; the first longest wins.
+    fn dp_longest_match(
+        &mut self,
+        alo: usize,
+        ahi: usize,
+        blo: usize,
+        bhi: usize,
+    ) -> (usize, usize, usize) {
+        let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0usize);
         let rows = (ahi - alo) as u64;
         if self.stamp as u64 + rows + 2 >= u32::MAX as u64 {
             self.table.fill(0);
@@ -259,38 +351,7 @@ impl SequenceMatcher {
         }
         self.stamp = stamp;
 
-        let (a, b) = (&self.a, &self.b);
-        while besti > alo && bestj > blo && !self.is_bjunk(bestj - 1) && a[besti - 1] == b[bestj - 1]
-        {
-            besti -= 1;
-            bestj -= 1;
-            bestsize += 1;
-        }
-        while besti + bestsize < ahi
-            && bestj + bestsize < bhi
-            && !self.is_bjunk(bestj + bestsize)
-            && a[besti + bestsize] == b[bestj + bestsize]
-        {
-            bestsize += 1;
-        }
-        while besti > alo && bestj > blo && self.is_bjunk(bestj - 1) && a[besti - 1] == b[bestj - 1]
-        {
-            besti -= 1;
-            bestj -= 1;
-            bestsize += 1;
-        }
-        while besti + bestsize < ahi
-            && bestj + bestsize < bhi
-            && self.is_bjunk(bestj + bestsize)
-            && a[besti + bestsize] == b[bestj + bestsize]
-        {
-            bestsize += 1;
-        }
-        Match {
-            a: besti,
-            b: bestj,
-            size: bestsize,
-        }
+        (besti, bestj, bestsize)
     }
 
     /// Non-overlapping, ascending matching blocks with adjacent ones merged, ending with the
@@ -302,6 +363,15 @@ impl SequenceMatcher {
         let (la, lb) = (self.a.len(), self.b.len());
         let mut queue = vec![(0, la, 0, lb)];
         let mut blocks = Vec::new();
+        if self.a == self.b {
+            // CPython's blocks on equal sequences all lie on the diagonal and tile it (each
+            // seed is the first occurrence, and extension covers junk and popular elements),
+            // so after merging they are one block; skip the search.
+            queue.clear();
+            if la > 0 {
+                blocks.push(Match { a: 0, b: 0, size: la });
+            }
+        }
         while let Some((alo, ahi, blo, bhi)) = queue.pop() {
             let x = self.find_longest_match(alo, ahi, blo, bhi);
             let (i, j, k) = (x.a, x.b, x.size);

@@ -6,10 +6,11 @@ pub mod difflib;
 pub mod pystr;
 pub mod score;
 pub mod search_replace;
+mod suffix_automaton;
 pub mod unified_diff;
 
 pub use cases::{CaseError, CaseReport, RewardCase};
-pub use difflib::{char_ratio, Match, Opcode, SequenceMatcher, Tag};
+pub use difflib::{char_ratio, Match, Opcode, SequenceMatcher, Strategy, Tag};
 pub use score::{
     calculate_reward, calculate_search_replace_reward, FileSimilarity, Files, RewardOutcome,
 };
