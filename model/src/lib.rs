@@ -10,6 +10,7 @@ pub mod generate;
 pub mod kv_cache;
 pub mod layers;
 pub mod model;
+pub mod optim;
 pub mod params;
 pub mod safetensors_io;
 pub mod tokenizer;

@@ -21,7 +21,8 @@ pub struct LayerParams {
     pub w_down: Tensor,
 }
 
-/// All parameters. `lm_head` is `None` when the embedding is tied.
+/// All parameters. `lm_head` is `None` when the embedding is tied. `Clone` shares the
+/// tensors' storage (cheap views); use [`LlamaParams::copy`] for an independent copy.
 #[derive(Clone, Debug)]
 pub struct LlamaParams {
     pub embed: Tensor,
@@ -179,6 +180,16 @@ impl LlamaParams {
         v.push(&mut self.norm);
         v.extend(self.lm_head.as_mut());
         v
+    }
+
+    /// A deep copy with its own storage (`clone` shares storage, and shared tensors cannot
+    /// be written, e.g. by the optimizer).
+    pub fn copy(&self) -> Result<Self> {
+        let mut p = self.clone();
+        for t in p.tensors_mut() {
+            *t = t.copy()?;
+        }
+        Ok(p)
     }
 
     /// Sets every tensor to zero (e.g. gradients before accumulation).

@@ -1,0 +1,170 @@
+//! AdamW over the model's parameters (runtime's fused `adamw_step`), global-norm gradient
+//! clipping, and the warmup + cosine/constant learning-rate schedule.
+
+use runtime::{ops, AdamWParams, DType};
+
+use crate::error::{ModelError, Result};
+use crate::model::Llama;
+use crate::params::LlamaParams;
+
+/// Learning-rate shape after warmup.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// Cosine decay from the peak to `min_ratio * lr` at `total_steps`.
+    Cosine {
+        total_steps: u64,
+        min_ratio: f32,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Decoupled weight decay, applied to matrices only (not norms), as HF Trainer does.
+    pub weight_decay: f32,
+    /// Linear warmup from 0 over this many steps.
+    pub warmup_steps: u64,
+    pub schedule: Schedule,
+    /// Clip the global gradient L2 norm to this value (`None`: no clipping).
+    pub max_grad_norm: Option<f32>,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            warmup_steps: 0,
+            schedule: Schedule::Constant,
+            max_grad_norm: Some(1.0),
+        }
+    }
+}
+
+impl OptimConfig {
+    /// Learning rate of 0-based step `step` (HF `get_cosine_schedule_with_warmup` /
+    /// `get_constant_schedule_with_warmup`).
+    pub fn lr_at(&self, step: u64) -> f32 {
+        if step < self.warmup_steps {
+            return self.lr * step as f32 / self.warmup_steps.max(1) as f32;
+        }
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine {
+                total_steps,
+                min_ratio,
+            } => {
+                let span = total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+                let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+                let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+                self.lr * (min_ratio + (1.0 - min_ratio) * cos as f32)
+            }
+        }
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    pub lr: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The factor gradients were scaled by (1 without clipping).
+    pub clip_scale: f32,
+}
+
+/// AdamW state: first/second moments, and f32 master weights when the model computes in
+/// a lower precision (the model's weights are then the rounded copy).
+pub struct AdamW {
+    pub config: OptimConfig,
+    pub m: LlamaParams,
+    pub v: LlamaParams,
+    pub master: Option<LlamaParams>,
+    /// Steps taken so far.
+    pub step: u64,
+}
+
+impl AdamW {
+    pub fn new(model: &Llama, config: OptimConfig) -> Result<Self> {
+        let z = || LlamaParams::zeros(&model.config, DType::F32, &model.device);
+        let master = if model.params.embed.dtype() == DType::F32 {
+            None
+        } else {
+            let mut p = model.params.clone();
+            for t in p.tensors_mut() {
+                *t = t.cast(DType::F32)?;
+            }
+            Some(p)
+        };
+        Ok(AdamW {
+            config,
+            m: z()?,
+            v: z()?,
+            master,
+            step: 0,
+        })
+    }
+
+    /// Clips, then updates `model`'s parameters from `grads` (F32, e.g. accumulated over
+    /// micro-batches with the right loss scale).
+    pub fn step(&mut self, model: &mut Llama, grads: &LlamaParams) -> Result<StepStats> {
+        let c = self.config;
+        let gs = grads.tensors();
+        let grad_norm = ops::global_l2_norm(&gs)?;
+        if !grad_norm.is_finite() {
+            return Err(ModelError::Invalid(format!(
+                "gradient norm is {grad_norm}; refusing to step"
+            )));
+        }
+        let clip_scale = match c.max_grad_norm {
+            Some(max) if grad_norm > max as f64 => (max as f64 / (grad_norm + 1e-6)) as f32,
+            _ => 1.0,
+        };
+        let lr = c.lr_at(self.step);
+        self.step += 1;
+        let mut p = AdamWParams {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            step: self.step,
+            grad_scale: clip_scale,
+        };
+        let ms = self.m.tensors_mut();
+        let vs = self.v.tensors_mut();
+        let model_ts = model.params.tensors_mut();
+        match self.master.as_mut() {
+            None => {
+                for (((w, g), m), v) in model_ts.into_iter().zip(gs).zip(ms).zip(vs) {
+                    p.weight_decay = if w.rank() >= 2 { c.weight_decay } else { 0.0 };
+                    ops::adamw_step(w, g, m, v, None, &p)?;
+                }
+            }
+            Some(master) => {
+                let all = model_ts
+                    .into_iter()
+                    .zip(master.tensors_mut())
+                    .zip(gs)
+                    .zip(ms)
+                    .zip(vs);
+                for ((((copy, w), g), m), v) in all {
+                    p.weight_decay = if w.rank() >= 2 { c.weight_decay } else { 0.0 };
+                    ops::adamw_step(w, g, m, v, Some(copy), &p)?;
+                }
+            }
+        }
+        Ok(StepStats {
+            lr,
+            grad_norm,
+            clip_scale,
+        })
+    }
+}
