@@ -30,7 +30,10 @@ pub fn sample<E: Elem>(
         return Err(shape(OP, format!("top_p {} must be in (0, 1]", p.top_p)));
     }
     if p.temperature.is_nan() || p.temperature < 0.0 {
-        return Err(shape(OP, format!("temperature {} must be >= 0 (0 = greedy)", p.temperature)));
+        return Err(shape(
+            OP,
+            format!("temperature {} must be >= 0 (0 = greedy)", p.temperature),
+        ));
     }
     need(OP, "logits", logits.len(), mul(OP, rows, vocab)?)?;
     need(OP, "uniforms", uniforms.len(), rows)?;
