@@ -2,7 +2,8 @@
 //! `--reps` runs) and prints achieved GB/s next to the measured device-to-device copy ceiling,
 //! and TFLOP/s for attention and the cuBLASLt GEMM. Inputs are random, never zeros.
 //!
-//! usage: bench_kernels [--reps N] [--quick]   (quick: shapes 8x smaller, for a smoke run)
+//! usage: bench_kernels [--reps N] [--quick] [--json]
+//! (quick: shapes 8x smaller, for a smoke run; json: one JSON object per row instead of a table)
 
 use half::bf16;
 use kernels::cudarc::driver::{sys::CUevent_flags, CudaSlice, DevicePtr};
@@ -13,6 +14,7 @@ struct Bench {
     reps: usize,
     copy_gbs: f64,
     seed: u64,
+    json: bool,
 }
 
 impl Bench {
@@ -56,17 +58,25 @@ impl Bench {
 
     fn row_bytes(&self, name: &str, shape: &str, ms: f64, bytes: f64) {
         let gbs = bytes / ms / 1e6;
-        println!(
-            "bench kernels | {name:<22} | {shape:<28} | {ms:>9.4} ms | {gbs:>8.1} GB/s | {:>5.1}% of copy",
-            100.0 * gbs / self.copy_gbs
-        );
+        let pct = 100.0 * gbs / self.copy_gbs;
+        if self.json {
+            println!(
+                r#"{{"bench":"kernels","name":"{name}","shape":"{shape}","ms":{ms},"gb_per_s":{gbs},"pct_of_copy":{pct}}}"#
+            );
+        } else {
+            println!("bench kernels | {name:<22} | {shape:<28} | {ms:>9.4} ms | {gbs:>8.1} GB/s | {pct:>5.1}% of copy");
+        }
     }
 
     fn row_flops(&self, name: &str, shape: &str, ms: f64, flops: f64) {
-        println!(
-            "bench kernels | {name:<22} | {shape:<28} | {ms:>9.4} ms | {:>8.1} TFLOP/s",
-            flops / ms / 1e9
-        );
+        let tf = flops / ms / 1e9;
+        if self.json {
+            println!(
+                r#"{{"bench":"kernels","name":"{name}","shape":"{shape}","ms":{ms},"tflop_per_s":{tf}}}"#
+            );
+        } else {
+            println!("bench kernels | {name:<22} | {shape:<28} | {ms:>9.4} ms | {tf:>8.1} TFLOP/s");
+        }
     }
 }
 
@@ -100,6 +110,7 @@ fn main() -> Result<()> {
         gpu,
         reps,
         copy_gbs: 1.0,
+        json: args.iter().any(|a| a == "--json"),
         seed: 0x2545_f491_4f6c_dd1d,
     };
 
