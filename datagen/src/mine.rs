@@ -97,6 +97,10 @@ impl Miner {
         };
         let order = if self.opts.all_commits { repo.all_commits(head)? } else { self.first_parent_line(&repo, head) };
         let shared = repo.share();
+        // One repository handle per worker, kept for the whole run so object caches stay warm.
+        let workers: Vec<std::sync::Mutex<Repo>> =
+            (0..self.pool.current_num_threads()).map(|_| std::sync::Mutex::new(Repo::from_shared(&shared, path))).collect();
+        let mut last_tree: Option<(ObjectId, ObjectId)> = None;
         let mut window = Window::new(self.opts.window);
         let mut pending: Vec<Unit> = Vec::new();
         for id in order {
@@ -104,7 +108,7 @@ impl Miner {
             if self.report.commits_walked % 512 == 0 {
                 progress(&self.report);
             }
-            match self.visit(&repo, id, &mut window) {
+            match self.visit(&repo, id, &mut window, &mut last_tree) {
                 Ok(Some(unit)) => pending.push(unit),
                 Ok(None) => {}
                 Err(_) => {
@@ -113,11 +117,11 @@ impl Miner {
                 }
             }
             if pending.len() >= self.opts.batch {
-                self.flush(&shared, path, &name, &mut pending, sink)?;
+                self.flush(&workers, &name, &mut pending, sink)?;
                 progress(&self.report);
             }
         }
-        self.flush(&shared, path, &name, &mut pending, sink)?;
+        self.flush(&workers, &name, &mut pending, sink)?;
         progress(&self.report);
         Ok(())
     }
@@ -145,10 +149,15 @@ impl Miner {
     }
 
     /// Looks at one commit: returns the unit it defines, if any, and records its change set.
-    fn visit(&mut self, repo: &Repo, id: ObjectId, window: &mut Window) -> Result<Option<Unit>> {
+    fn visit(&mut self, repo: &Repo, id: ObjectId, window: &mut Window, last: &mut Option<(ObjectId, ObjectId)>) -> Result<Option<Unit>> {
         let c = repo.commit(id)?;
         let first = c.parents.first().copied();
-        let parent_tree = Self::tree_of(repo, first)?;
+        // Walks mostly step from a parent to its child: reuse the tree just read.
+        let parent_tree = match (first, *last) {
+            (Some(p), Some((lc, lt))) if p == lc => Some(lt),
+            _ => Self::tree_of(repo, first)?,
+        };
+        *last = Some((id, c.tree));
         let k = self.opts.filter.relevant_k * 4;
         if c.parents.len() >= 2 {
             let unit = match refs::merge_pr_number(c.subject()) {
@@ -239,8 +248,7 @@ impl Miner {
 
     fn flush(
         &mut self,
-        shared: &gix::ThreadSafeRepository,
-        path: &Path,
+        workers: &[std::sync::Mutex<Repo>],
         name: &str,
         pending: &mut Vec<Unit>,
         sink: &mut dyn FnMut(Instance) -> Result<()>,
@@ -249,7 +257,11 @@ impl Miner {
         let results: Vec<_> = self.pool.install(|| {
             pending
                 .par_iter()
-                .map_init(|| Repo::from_shared(shared, path), |repo, unit| extract(repo, name, unit, cfg))
+                .map(|unit| {
+                    let i = rayon::current_thread_index().unwrap_or(0) % workers.len();
+                    let repo = workers[i].lock().unwrap_or_else(|e| e.into_inner());
+                    extract(&repo, name, unit, cfg)
+                })
                 .collect()
         });
         pending.clear();
