@@ -22,6 +22,10 @@ enum Command {
     Info(cli::info::Args),
     /// Score completions with the SWE-RL reward (one JSON line per case on stdout).
     Reward(cli::reward::Args),
+    /// Mine git histories (+ GH Archive events) into a SWE-RL dataset.
+    Mine(cli::mine::Args),
+    /// Inspect, export and import datasets.
+    Data(cli::data::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +33,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(a) => cli::info::run(a),
         Command::Reward(a) => cli::reward::run(a),
+        Command::Mine(a) => cli::mine::run(a),
+        Command::Data(a) => cli::data::run(a),
     }
 }

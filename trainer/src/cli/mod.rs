@@ -1,2 +1,4 @@
 pub mod info;
 pub mod reward;
+pub mod data;
+pub mod mine;

@@ -1,0 +1,122 @@
+//! `swerl mine`: git histories (+ GH Archive events) → a sharded SWE-RL dataset.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use datagen::{DatasetWriter, Events, FilterConfig, MineOptions, Miner};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Local clones (bare or not) to mine.
+    #[arg(required = true)]
+    pub repos: Vec<PathBuf>,
+    /// Output dataset directory (must not already hold shards).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Directory of GH Archive hourly `.json.gz` files for PR/issue text and hints.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Also mine every non-merge commit, not only merged PRs.
+    #[arg(long)]
+    pub all_commits: bool,
+    /// Worker threads for patch extraction (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// `owner/name` to record (single repository only; default: from `remote.origin.url`).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value_t = FilterConfig::default().max_files)]
+    pub max_files: usize,
+    #[arg(long, default_value_t = FilterConfig::default().max_changed_lines)]
+    pub max_lines: usize,
+    #[arg(long, default_value_t = FilterConfig::default().max_file_bytes)]
+    pub max_file_bytes: usize,
+    /// Relevant unmodified files added to each instance's context.
+    #[arg(long, default_value_t = FilterConfig::default().relevant_k)]
+    pub relevant_k: usize,
+    /// Extra repositories (`owner/name`) to exclude, on top of SWE-bench's 12.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Do not exclude SWE-bench's repositories.
+    #[arg(long)]
+    pub no_decontaminate: bool,
+    /// Records per shard file.
+    #[arg(long, default_value_t = 10_000)]
+    pub shard_records: usize,
+    /// Print the final report as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.name.is_some() && args.repos.len() != 1 {
+        bail!("--name needs exactly one repository, got {}", args.repos.len());
+    }
+    let mut filter = FilterConfig {
+        max_files: args.max_files,
+        max_changed_lines: args.max_lines,
+        max_file_bytes: args.max_file_bytes,
+        relevant_k: args.relevant_k,
+        ..FilterConfig::default()
+    };
+    if args.no_decontaminate {
+        filter.decontaminate.clear();
+    }
+    filter.decontaminate.extend(args.exclude.iter().cloned());
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let events = match &args.events {
+        Some(dir) => {
+            let mut names = HashSet::new();
+            for r in &args.repos {
+                let repo = datagen::git::Repo::open(r)?;
+                names.insert(args.name.clone().unwrap_or_else(|| datagen::mine::repo_name(&repo)));
+            }
+            Some(Events::load(dir, Some(&names)).with_context(|| format!("loading GH Archive events from {}", dir.display()))?)
+        }
+        None => None,
+    };
+    let opts = MineOptions { all_commits: args.all_commits, jobs, filter, ..MineOptions::default() };
+    let mut miner = Miner::new(opts, events)?;
+    let mut writer = DatasetWriter::create(&args.out, args.shard_records, 1 << 30)?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"));
+    let start = Instant::now();
+    for repo in &args.repos {
+        bar.set_prefix(repo.display().to_string());
+        let mut progress = |r: &datagen::Report| {
+            let rate = r.commits_walked as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{}: {} commits ({rate:.0}/s), {} units, {} kept", repo.display(), r.commits_walked, r.units, r.kept));
+            bar.tick();
+        };
+        miner
+            .mine_repo(repo, args.name.as_deref(), &mut |inst| writer.push(&inst), &mut progress)
+            .with_context(|| format!("mining {}", repo.display()))?;
+    }
+    let shards = writer.finish()?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let report = &miner.report;
+    let report_json = serde_json::to_string_pretty(report)?;
+    let tmp = args.out.join("report.json.tmp");
+    std::fs::write(&tmp, &report_json).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, args.out.join("report.json")).with_context(|| format!("renaming {}", tmp.display()))?;
+    if args.json {
+        let mut v = serde_json::to_value(report)?;
+        v["seconds"] = serde_json::json!(secs);
+        v["commits_per_s"] = serde_json::json!(report.commits_walked as f64 / secs.max(1e-9));
+        v["shards"] = serde_json::json!(shards.len());
+        println!("{v}");
+    } else {
+        eprint!("{}", report.table());
+        eprintln!(
+            "{:.1} s, {:.0} commits/s, {} shard(s) in {}",
+            secs,
+            report.commits_walked as f64 / secs.max(1e-9),
+            shards.len(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}
