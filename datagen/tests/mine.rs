@@ -277,3 +277,27 @@ fn corrupt_objects_are_skipped_and_counted() {
     assert_eq!(insts.iter().map(|i| i.pr_number).collect::<Vec<_>>(), vec![Some(2)]);
     assert_eq!(report.rejected["corrupt_object"], 1, "{}", report.table());
 }
+
+#[test]
+fn swebench_export_then_import_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = build(&tmp.path().join("widgets"));
+    let (insts, _) = mine(&[&fx.repo.dir], MineOptions::default(), None);
+    let repo = datagen::git::Repo::open(&fx.repo.dir).unwrap();
+    for inst in &insts {
+        let v = datagen::swebench::to_swebench(inst);
+        assert_eq!(v["instance_id"], inst.id.as_str());
+        assert_eq!(v["patch"], inst.oracle_patch.as_str());
+        assert_eq!(v["hints_text"], inst.hints.as_str());
+        let back = datagen::swebench::import_record(&v, &repo, Path::new("x.jsonl"), 1).unwrap();
+        assert_eq!(back.oracle_new_content, inst.oracle_new_content, "{}", inst.id);
+        let modified: Vec<&String> = inst.code_context.keys().filter(|k| !inst.relevant_files.iter().any(|r| &r.path == *k)).collect();
+        assert_eq!(back.code_context.keys().collect::<Vec<_>>(), modified, "{}", inst.id);
+        assert_eq!((back.pr_number, back.kind), (inst.pr_number, UnitKind::Swebench));
+    }
+    assert_eq!(datagen::swebench::find_clone(tmp.path(), "acme/widgets").unwrap(), tmp.path().join("widgets"));
+    let mut bad = datagen::swebench::to_swebench(&insts[0]);
+    bad["patch"] = serde_json::Value::from(insts[0].oracle_patch.replace("     return helper(x)", "     return nothing"));
+    let err = datagen::swebench::import_record(&bad, &repo, Path::new("x.jsonl"), 3).unwrap_err().to_string();
+    assert!(err.contains("x.jsonl line 3") && err.contains("does not apply"), "{err}");
+}
