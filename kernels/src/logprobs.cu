@@ -5,18 +5,35 @@
 // t == ignore_index; NaN where t is outside the vocabulary (the runtime's CPU op errors there).
 // Backward: dlogits[r,j] = scale * g[r] * inv_temp * ([j==t] - softmax(z)_j), g = dlogp or 1
 // when dlogp is null; zero on ignored rows. dlogits may alias logits. One block per row.
+// Row max and sum of exp(z - max) in one pass over the row (online rescaling per thread, then
+// a block-wide combine), so the forward reads each logit once instead of twice.
+template <typename T>
+__device__ void row_max_sumexp(const T* row, int vocab, float inv_temp, float* max_out, float* sum_out) {
+    float m = NEG_INF, s = 0.f;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+        float z = ld(row + j) * inv_temp;
+        if (z > m) {
+            s = s * expf(m - z) + 1.0f;
+            m = z;
+        } else if (z > NEG_INF) {  // -inf logits (masked tokens) add nothing; -inf - -inf is NaN
+            s += expf(z - m);
+        }
+    }
+    float bm = block_max(m);
+    // Threads that saw no finite value contribute nothing (avoids -inf - -inf).
+    float part = m == NEG_INF ? 0.f : s * expf(m - bm);
+    *sum_out = block_sum(part);
+    *max_out = bm;
+}
+
 template <typename T>
 __device__ void logprobs_fwd_impl(const T* logits, const int* targets, float* logp, float* lse, int rows,
                                   int vocab, long long ignore_index, int has_ignore, float inv_temp) {
     int r = blockIdx.x;
     if (r >= rows) return;
     const T* lr = logits + (i64)r * vocab;
-    float m = NEG_INF;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, ld(lr + j) * inv_temp);
-    m = block_max(m);
-    float s = 0.f;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(ld(lr + j) * inv_temp - m);
-    s = block_sum(s);
+    float m, s;
+    row_max_sumexp(lr, vocab, inv_temp, &m, &s);
     float l = m + logf(s);
     if (threadIdx.x == 0) {
         lse[r] = l;
@@ -54,12 +71,9 @@ __device__ void softmax_impl(const T* x, T* out, int rows, int vocab, float inv_
     if (r >= rows) return;
     const T* xr = x + (i64)r * vocab;
     T* o = out + (i64)r * vocab;
-    float m = NEG_INF;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, ld(xr + j) * inv_temp);
-    m = block_max(m);
-    float s = 0.f;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(ld(xr + j) * inv_temp - m);
-    float inv_s = 1.0f / block_sum(s);
+    float m, s;
+    row_max_sumexp(xr, vocab, inv_temp, &m, &s);
+    float inv_s = 1.0f / s;
     for (int j = threadIdx.x; j < vocab; j += blockDim.x) st(o + j, expf(ld(xr + j) * inv_temp - m) * inv_s);
 }
 
