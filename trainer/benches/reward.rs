@@ -15,7 +15,12 @@ use trainer::reward::{char_ratio, RewardCase};
 
 fn cases_path() -> PathBuf {
     std::env::var_os("SWERL_REWARD_BENCH_CASES").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/out/reward_cases.jsonl")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../bench/out/reward_cases.jsonl"
+            ))
+        },
         PathBuf::from,
     )
 }
@@ -35,8 +40,10 @@ fn load() -> Option<Vec<RewardCase>> {
         .collect();
     let reference = path.with_file_name("reward_reference.jsonl");
     if let Ok(text) = std::fs::read_to_string(&reference) {
-        let want: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let want: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(want.len(), cases.len(), "{} is stale", reference.display());
         for (c, w) in cases.iter().zip(&want) {
             let got = c.score().expect("scorable case").reward;
@@ -53,12 +60,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(cases.len() as u64));
     g.bench_function("cases_single_thread", |b| {
-        b.iter(|| {
-            cases
-                .iter()
-                .map(|c| c.score().unwrap().reward)
-                .sum::<f64>()
-        })
+        b.iter(|| cases.iter().map(|c| c.score().unwrap().reward).sum::<f64>())
     });
     // The hot path alone: the character-level ratio of the longest oracle patch with itself
     // and with a lightly edited copy.

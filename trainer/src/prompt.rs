@@ -61,7 +61,9 @@ pub enum PromptError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("prompt template {path}: {message} (expected TOML with string keys `system` and `user`)")]
+    #[error(
+        "prompt template {path}: {message} (expected TOML with string keys `system` and `user`)"
+    )]
     Parse { path: PathBuf, message: String },
     #[error("prompt template {name}: {source}")]
     Template {
@@ -199,7 +201,10 @@ mod tests {
         let blocks = find_blocks(&user.content);
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].0, "stats/summary.py");
-        assert_eq!(blocks[0].1, "def average(values):\n    return sum(values) / len(values)");
+        assert_eq!(
+            blocks[0].1,
+            "def average(values):\n    return sum(values) / len(values)"
+        );
     }
 
     #[test]
@@ -217,7 +222,10 @@ mod tests {
         assert_eq!(u.content, "bug\n[a][b]");
 
         std::fs::write(&path, "system = \"x\"\nuser = \"{{ issue_text }}\"\n").unwrap();
-        let err = PromptTemplate::from_file(&path).unwrap().render("bug", &[]).unwrap_err();
+        let err = PromptTemplate::from_file(&path)
+            .unwrap()
+            .render("bug", &[])
+            .unwrap_err();
         assert!(err.to_string().contains("p.toml (user)"), "{err}");
 
         std::fs::write(&path, "user = \"x\"\n").unwrap();

@@ -9,13 +9,20 @@ use trainer::grpo::{compute_advantages, grpo_loss, LossConfig, ScaleRewards, Tok
 
 fn stem() -> PathBuf {
     std::env::var_os("SWERL_GRPO_FIXTURE").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/grpo-loss")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/grpo-loss"
+            ))
+        },
         PathBuf::from,
     )
 }
 
 fn tensor(st: &SafeTensors<'_>, name: &str) -> (Vec<f64>, Vec<usize>) {
-    let t = st.tensor(name).unwrap_or_else(|e| panic!("tensor {name}: {e}"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
     let data = t.data();
     let values = match t.dtype() {
         Dtype::F32 => data
@@ -56,7 +63,10 @@ fn loss_gradient_and_advantages_match_trl() {
         let got = compute_advantages(&rewards, groups, scale).unwrap();
         for (g, w) in got.iter().zip(&want) {
             // The stored advantages are f32 roundings of float64 values.
-            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{name}: {g} vs {w}"
+            );
         }
     }
 
@@ -68,7 +78,9 @@ fn loss_gradient_and_advantages_match_trl() {
         f32s(&tensor(&st, "ref_logp").0),
         f32s(&tensor(&st, "mask").0),
     );
-    assert!(mask.chunks(seq_len).any(|row| row.iter().all(|&m| m == 0.0)));
+    assert!(mask
+        .chunks(seq_len)
+        .any(|row| row.iter().all(|&m| m == 0.0)));
     let cases = meta["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 16);
     for case in cases {
@@ -100,10 +112,17 @@ fn loss_gradient_and_advantages_match_trl() {
             out.loss
         );
         let want_clip = case["clip_fraction"].as_f64().unwrap();
-        assert!((out.clip_fraction - want_clip).abs() < 1e-12, "{name}: clip {} vs {want_clip}", out.clip_fraction);
+        assert!(
+            (out.clip_fraction - want_clip).abs() < 1e-12,
+            "{name}: clip {} vs {want_clip}",
+            out.clip_fraction
+        );
         let (want_grad, _) = tensor(&st, &format!("grad.{name}"));
         for (t, (g, w)) in out.grad.iter().zip(&want_grad).enumerate() {
-            assert!((*g as f64 - w).abs() <= 1e-6, "{name}: grad[{t}] {g} vs {w}");
+            assert!(
+                (*g as f64 - w).abs() <= 1e-6,
+                "{name}: grad[{t}] {g} vs {w}"
+            );
         }
     }
 }
@@ -119,7 +138,14 @@ fn one_iteration_has_unit_ratio_and_no_reference_without_beta() {
         epsilon_high: 0.2,
         max_completion_length: 2,
     };
-    let x = TokenLogps { n_seq: 2, seq_len: 2, logp: &logp, old_logp: None, ref_logp: None, mask: &mask };
+    let x = TokenLogps {
+        n_seq: 2,
+        seq_len: 2,
+        logp: &logp,
+        old_logp: None,
+        ref_logp: None,
+        mask: &mask,
+    };
     let out = grpo_loss(&cfg, &x, &[1.0, -2.0]).unwrap();
     // Ratio 1: loss = mean(-1, +2) and the slope is -A over each sequence's length.
     assert!((out.loss - 0.5).abs() < 1e-12);

@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 
 fn fixture_vectors() -> Vec<Value> {
     let dir = std::env::var_os("SWERL_REWARD_FIXTURE").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/swerl-reward")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/swerl-reward"
+            ))
+        },
         PathBuf::from,
     );
     std::fs::read_to_string(dir.join("vectors.jsonl"))
@@ -53,7 +58,11 @@ fn scores_every_vector_in_order_with_summary() {
         .collect();
     let data = write_jsonl(&dir, "cases.jsonl", &cases);
     let out = swerl(&["reward", "--data", &data, "--threads", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -64,8 +73,17 @@ fn scores_every_vector_in_order_with_summary() {
     for (v, got) in vectors.iter().zip(&lines) {
         assert_eq!(got["instance_id"], v["name"]);
         let want = v["expected_reward"].as_f64().unwrap();
-        assert!((got["reward"].as_f64().unwrap() - want).abs() <= 1e-12, "{}", v["name"]);
-        assert_eq!(got["format_error"].is_null(), v["error"].is_null(), "{}", v["name"]);
+        assert!(
+            (got["reward"].as_f64().unwrap() - want).abs() <= 1e-12,
+            "{}",
+            v["name"]
+        );
+        assert_eq!(
+            got["format_error"].is_null(),
+            v["error"].is_null(),
+            "{}",
+            v["name"]
+        );
         errors += usize::from(!v["error"].is_null());
         let sims = v["similarities"].as_array().cloned().unwrap_or_default();
         let got_sims = got["similarities"].as_array().unwrap();
@@ -78,7 +96,10 @@ fn scores_every_vector_in_order_with_summary() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summary = format!("{} cases: mean reward", vectors.len());
     assert!(stderr.contains(&summary), "{stderr}");
-    assert!(stderr.contains(&format!("format errors {errors} (")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("format errors {errors} (")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -100,15 +121,29 @@ fn completions_are_keyed_by_instance_id() {
             json!({"instance_id": "p1", "output": "no tags"}),
         ],
     );
-    let out = swerl(&["reward", "--data", &data, "--completions", &completions, "--patches"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = swerl(&[
+        "reward",
+        "--data",
+        &data,
+        "--completions",
+        &completions,
+        "--patches",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["reward"], 1.0);
-    assert_eq!(lines[0]["similarities"][0]["pred_change"], "@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3");
+    assert_eq!(
+        lines[0]["similarities"][0]["pred_change"],
+        "@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3"
+    );
     assert_eq!(lines[1]["reward"], -1.0);
     assert_eq!(lines[1]["format_error_kind"], "tag_count");
 

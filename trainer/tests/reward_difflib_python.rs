@@ -68,7 +68,11 @@ fn string_cases(rng: &mut Rng) -> Vec<Value> {
     for i in 0..3000 {
         let alphabet: Vec<char> = rng.pick(&ALPHABETS).chars().collect();
         // Mostly short; every tenth case is long enough (b >= 200) for the popular heuristic.
-        let len = if i % 10 == 0 { 200 + rng.below(400) } else { rng.below(60) };
+        let len = if i % 10 == 0 {
+            200 + rng.below(400)
+        } else {
+            rng.below(60)
+        };
         let a = random_string(rng, &alphabet, len);
         let b = if rng.chance(1, 20) {
             a.clone()
@@ -104,8 +108,12 @@ fn char_matcher_matches_cpython() {
     }
     let cases = string_cases(&mut Rng(0x5eed_0001));
     let want = run_python(PY_CHARS, &Value::Array(cases.clone()));
-    for strategy in [Strategy::Auto, Strategy::DynamicProgramme, Strategy::SuffixAutomaton] {
-    let got: Vec<Value> = cases
+    for strategy in [
+        Strategy::Auto,
+        Strategy::DynamicProgramme,
+        Strategy::SuffixAutomaton,
+    ] {
+        let got: Vec<Value> = cases
         .iter()
         .map(|c| {
             let a: Vec<char> = c["a"].as_str().unwrap().chars().collect();
@@ -128,7 +136,12 @@ fn char_matcher_matches_cpython() {
             })
         })
         .collect();
-    assert_all_equal(&format!("chars {strategy:?}"), &cases, &got, want.as_array().unwrap());
+        assert_all_equal(
+            &format!("chars {strategy:?}"),
+            &cases,
+            &got,
+            want.as_array().unwrap(),
+        );
     }
     // The str fast path must agree with the generic one.
     for c in cases.iter().filter(|c| !c["junk"].as_bool().unwrap()) {
@@ -162,7 +175,11 @@ fn line_cases(rng: &mut Rng) -> Vec<Value> {
     let mut cases = Vec::new();
     for i in 0..600 {
         // Unique-ish lines mixed with a few very common ones, as in source files.
-        let len = if i % 3 == 0 { 200 + rng.below(300) } else { rng.below(40) };
+        let len = if i % 3 == 0 {
+            200 + rng.below(300)
+        } else {
+            rng.below(40)
+        };
         let mut counter = 0usize;
         let mut line = |r: &mut Rng| -> String {
             counter += 1;
@@ -193,7 +210,13 @@ fn line_diff_matches_cpython() {
         return;
     }
     let cases = line_cases(&mut Rng(0x5eed_0002));
-    assert!(cases.iter().filter(|c| c["b"].as_array().unwrap().len() >= 200).count() > 100);
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c["b"].as_array().unwrap().len() >= 200)
+            .count()
+            > 100
+    );
     let want = run_python(PY_LINES, &Value::Array(cases.clone()));
     let got: Vec<Value> = cases
         .iter()
@@ -215,8 +238,18 @@ fn line_diff_matches_cpython() {
         let forced: Vec<Value> = cases
             .iter()
             .map(|c| {
-                let a: Vec<&str> = c["a"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-                let b: Vec<&str> = c["b"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+                let a: Vec<&str> = c["a"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap())
+                    .collect();
+                let b: Vec<&str> = c["b"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap())
+                    .collect();
                 let mut sm = SequenceMatcher::new(&a, &b, true);
                 sm.set_strategy(strategy);
                 opcodes_json(&sm.get_opcodes())
@@ -226,7 +259,10 @@ fn line_diff_matches_cpython() {
         assert_all_equal(&format!("lines {strategy:?}"), &cases, &forced, &want_ops);
     }
     assert!(
-        want.iter().filter(|w| w["popular"].as_u64().unwrap() > 0).count() > 50,
+        want.iter()
+            .filter(|w| w["popular"].as_u64().unwrap() > 0)
+            .count()
+            > 50,
         "the cases must exercise the popular-line heuristic"
     );
     assert_all_equal("lines", &cases, &got, want);

@@ -10,7 +10,12 @@ use trainer::reward::{
 
 fn fixture_dir() -> PathBuf {
     std::env::var_os("SWERL_REWARD_FIXTURE").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/swerl-reward")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/swerl-reward"
+            ))
+        },
         PathBuf::from,
     )
 }
@@ -62,7 +67,11 @@ fn every_vector_matches_the_reference() {
             failures.push(format!("{name}: message {got_err:?} != {want_err:?}"));
         }
         for key in ["thought", "answer"] {
-            let got_v = if key == "thought" { &got.thought } else { &got.answer };
+            let got_v = if key == "thought" {
+                &got.thought
+            } else {
+                &got.answer
+            };
             if let Some(w) = case.get(key).and_then(Value::as_str) {
                 if got_v.as_deref() != Some(w) {
                     failures.push(format!("{name}: {key} differs"));
@@ -91,7 +100,12 @@ fn every_vector_matches_the_reference() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -124,5 +138,10 @@ fn every_difflib_pair_matches_cpython() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -69,9 +69,28 @@ json.dump([score(c["ctx"], c["oracle"], c["output"]) for c in json.load(sys.stdi
 "#;
 
 const FRAGMENTS: [&str; 22] = [
-    "```", "```python\n", "\n", "### ", "### a.py\n", "a.py", "<<<<<<< SEARCH\n",
-    "<<<<<<< SEARCH", "=======\n", "=======", "\n=======\n", ">>>>>>> REPLACE\n```",
-    ">>>>>>> REPLACE", "x", "y = 1\n", " ", "\r\n", "é", "`", "#", "\n\n", "b/c.py",
+    "```",
+    "```python\n",
+    "\n",
+    "### ",
+    "### a.py\n",
+    "a.py",
+    "<<<<<<< SEARCH\n",
+    "<<<<<<< SEARCH",
+    "=======\n",
+    "=======",
+    "\n=======\n",
+    ">>>>>>> REPLACE\n```",
+    ">>>>>>> REPLACE",
+    "x",
+    "y = 1\n",
+    " ",
+    "\r\n",
+    "é",
+    "`",
+    "#",
+    "\n\n",
+    "b/c.py",
 ];
 
 fn fragment_text(rng: &mut Rng) -> String {
@@ -103,19 +122,34 @@ fn block_finder_matches_python_re_findall() {
     let want = run_python(PY_FINDALL, &Value::Array(texts.clone()));
     let got: Vec<Value> = texts
         .iter()
-        .map(|t| json!(find_blocks(t.as_str().unwrap())
-            .into_iter()
-            .map(|(p, s, r)| json!([p, s, r]))
-            .collect::<Vec<_>>()))
+        .map(|t| {
+            json!(find_blocks(t.as_str().unwrap())
+                .into_iter()
+                .map(|(p, s, r)| json!([p, s, r]))
+                .collect::<Vec<_>>())
+        })
         .collect();
     let want = want.as_array().unwrap();
-    assert!(want.iter().filter(|w| !w.as_array().unwrap().is_empty()).count() > 500);
+    assert!(
+        want.iter()
+            .filter(|w| !w.as_array().unwrap().is_empty())
+            .count()
+            > 500
+    );
     assert_all_equal("findall", &texts, &got, want);
 }
 
 const CODE_LINES: [&str; 10] = [
-    "", "def f(x):", "    return x", "    x += 1", "import os", "# note", "    if x:",
-    "        pass", "class A:", "    y = 'é'",
+    "",
+    "def f(x):",
+    "    return x",
+    "    x += 1",
+    "import os",
+    "# note",
+    "    if x:",
+    "        pass",
+    "class A:",
+    "    y = 'é'",
 ];
 
 fn code_line(rng: &mut Rng) -> String {
@@ -132,7 +166,11 @@ fn completion(rng: &mut Rng, ctx: &[(String, Vec<String>)]) -> String {
     let mut answer = String::new();
     for _ in 0..1 + rng.below(3) {
         let (path, lines) = rng.pick(ctx);
-        let path = if rng.chance(1, 10) { "other.py" } else { path.as_str() };
+        let path = if rng.chance(1, 10) {
+            "other.py"
+        } else {
+            path.as_str()
+        };
         let at = rng.below(lines.len() + 1);
         let len = rng.below(6).min(lines.len() - at);
         let mut search: Vec<String> = lines[at..at + len].to_vec();
@@ -209,7 +247,10 @@ fn reward_matches_python_reference_semantics() {
         .collect();
     let want = want.as_array().unwrap();
     let scored = want.iter().filter(|w| w["error"].is_null()).count();
-    assert!(scored > 100 && scored < 380, "{scored} of 400 cases without format error");
+    assert!(
+        scored > 100 && scored < 380,
+        "{scored} of 400 cases without format error"
+    );
     assert_all_equal("reward", &cases, &got, want);
 }
 

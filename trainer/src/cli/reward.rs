@@ -77,7 +77,11 @@ fn load_cases(args: &Args) -> anyhow::Result<Vec<RewardCase>> {
     let mut by_id = HashMap::new();
     for (i, c) in cases.iter().enumerate() {
         let id = c.instance_id.as_deref().with_context(|| {
-            format!("{}: case {} has no instance_id to key completions", args.data.display(), i + 1)
+            format!(
+                "{}: case {} has no instance_id to key completions",
+                args.data.display(),
+                i + 1
+            )
         })?;
         by_id.insert(id.to_string(), i);
     }
@@ -85,7 +89,11 @@ fn load_cases(args: &Args) -> anyhow::Result<Vec<RewardCase>> {
         .into_iter()
         .map(|c| {
             let i = *by_id.get(&c.instance_id).with_context(|| {
-                format!("{}: unknown instance_id {:?}", path.display(), c.instance_id)
+                format!(
+                    "{}: unknown instance_id {:?}",
+                    path.display(),
+                    c.instance_id
+                )
             })?;
             let mut case = cases[i].clone();
             case.output = Some(c.output);

@@ -256,15 +256,19 @@ impl SequenceMatcher {
         };
         let (mut besti, mut bestj, mut bestsize) = if use_sam {
             let (junk, popular) = (&self.junk, &self.popular);
-            self.sam.longest_match(&self.a, &self.b, (alo, ahi, blo, bhi), |x| {
-                x != ABSENT && !junk[x as usize] && !popular[x as usize]
-            })
+            self.sam
+                .longest_match(&self.a, &self.b, (alo, ahi, blo, bhi), |x| {
+                    x != ABSENT && !junk[x as usize] && !popular[x as usize]
+                })
         } else {
             self.dp_longest_match(alo, ahi, blo, bhi)
         };
 
         let (a, b) = (&self.a, &self.b);
-        while besti > alo && bestj > blo && !self.is_bjunk(bestj - 1) && a[besti - 1] == b[bestj - 1]
+        while besti > alo
+            && bestj > blo
+            && !self.is_bjunk(bestj - 1)
+            && a[besti - 1] == b[bestj - 1]
         {
             besti -= 1;
             bestj -= 1;
@@ -369,7 +373,11 @@ impl SequenceMatcher {
             // so after merging they are one block; skip the search.
             queue.clear();
             if la > 0 {
-                blocks.push(Match { a: 0, b: 0, size: la });
+                blocks.push(Match {
+                    a: 0,
+                    b: 0,
+                    size: la,
+                });
             }
         }
         while let Some((alo, ahi, blo, bhi)) = queue.pop() {

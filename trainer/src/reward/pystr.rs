@@ -29,7 +29,14 @@ pub fn py_strip(s: &str) -> &str {
 fn is_line_boundary(c: char) -> bool {
     matches!(
         c,
-        '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}'
+        '\n' | '\u{b}'
+            | '\u{c}'
+            | '\r'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
             | '\u{2029}'
     )
 }
@@ -74,7 +81,10 @@ mod tests {
     fn splitlines_matches_python() {
         assert_eq!(py_splitlines(""), Vec::<&str>::new());
         assert_eq!(py_splitlines("\n"), vec![""]);
-        assert_eq!(py_splitlines("a\r\nb\rc\n\nd"), vec!["a", "b", "c", "", "d"]);
+        assert_eq!(
+            py_splitlines("a\r\nb\rc\n\nd"),
+            vec!["a", "b", "c", "", "d"]
+        );
         assert_eq!(py_splitlines("a\r\r\nb"), vec!["a", "", "b"]);
         assert_eq!(
             py_splitlines("a\u{b}b\u{c}c\u{1c}d\u{1d}e\u{1e}f\u{85}g\u{2028}h\u{2029}i\u{1f}j"),

@@ -59,7 +59,11 @@ fn patches(code_context: &Files, new_content: &Files) -> BTreeMap<String, String
 /// Each file in either patch scores the character-level `SequenceMatcher` ratio of its
 /// predicted patch to its oracle patch (0 if one side did not change it); the reward is the
 /// plain mean, 1.0 when neither side changes anything.
-pub fn calculate_reward(code_context: &Files, oracle_new: &Files, pred_new: &Files) -> RewardOutcome {
+pub fn calculate_reward(
+    code_context: &Files,
+    oracle_new: &Files,
+    pred_new: &Files,
+) -> RewardOutcome {
     let oracle = patches(code_context, oracle_new);
     let pred = patches(code_context, pred_new);
     let paths: BTreeSet<&String> = oracle.keys().chain(pred.keys()).collect();

@@ -100,7 +100,11 @@ impl<'t> Finder<'t> {
                 return prev;
             }
         }
-        let hit = self.text.get(from..).and_then(|t| t.find(self.lit)).map(|p| p + from);
+        let hit = self
+            .text
+            .get(from..)
+            .and_then(|t| t.find(self.lit))
+            .map(|p| p + from);
         self.from = from;
         self.found = Some(hit);
         hit

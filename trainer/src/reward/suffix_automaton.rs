@@ -115,7 +115,8 @@ impl SuffixAutomaton {
                 if self.len[p as usize] + 1 == self.len[q as usize] {
                     self.link[cur as usize] = q;
                 } else {
-                    let clone = self.new_state(self.len[p as usize] + 1, self.first_end[q as usize]);
+                    let clone =
+                        self.new_state(self.len[p as usize] + 1, self.first_end[q as usize]);
                     let mut e = self.edge_head[q as usize];
                     while e != NONE {
                         let sym = self.edge_sym[e as usize];

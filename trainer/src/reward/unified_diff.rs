@@ -94,7 +94,15 @@ mod tests {
         let b = ["x", "Y", "z"];
         assert_eq!(
             unified_diff(&a, &b, "old", "new", "", 3),
-            vec!["--- old", "+++ new", "@@ -1,3 +1,3 @@", " x", "-y", "+Y", " z"]
+            vec![
+                "--- old",
+                "+++ new",
+                "@@ -1,3 +1,3 @@",
+                " x",
+                "-y",
+                "+Y",
+                " z"
+            ]
         );
         assert!(unified_diff(&a, &a, "old", "new", "", 3).is_empty());
         assert_eq!(normalized_patch("x\ny\n", "x\ny"), "");

@@ -35,7 +35,12 @@ impl Rng {
 
 /// Applies random deletions, insertions and substitutions to `xs` (drawing new items with
 /// `fresh`), so the result shares long runs with the input as real edits do.
-pub fn mutate<T: Clone>(rng: &mut Rng, xs: &[T], edits: usize, mut fresh: impl FnMut(&mut Rng) -> T) -> Vec<T> {
+pub fn mutate<T: Clone>(
+    rng: &mut Rng,
+    xs: &[T],
+    edits: usize,
+    mut fresh: impl FnMut(&mut Rng) -> T,
+) -> Vec<T> {
     let mut out = xs.to_vec();
     for _ in 0..edits {
         let at = rng.below(out.len() + 1);
@@ -58,7 +63,11 @@ pub fn mutate<T: Clone>(rng: &mut Rng, xs: &[T], edits: usize, mut fresh: impl F
 
 /// The machine's `python3`, or `None` (with a message) when it is absent.
 pub fn python3() -> Option<&'static str> {
-    match Command::new("python3").arg("-c").arg("import difflib, re").output() {
+    match Command::new("python3")
+        .arg("-c")
+        .arg("import difflib, re")
+        .output()
+    {
         Ok(o) if o.status.success() => Some("python3"),
         _ => {
             eprintln!("python3 not found: skipping the differential test against CPython");
@@ -99,9 +108,17 @@ pub fn assert_all_equal(what: &str, inputs: &[Value], got: &[Value], want: &[Val
         .map(|i| {
             let input = inputs[i].to_string();
             let input: String = input.chars().take(400).collect();
-            format!("case {i}: input {input}\n  rust   {}\n  python {}", got[i], want[i])
+            format!(
+                "case {i}: input {input}\n  rust   {}\n  python {}",
+                got[i], want[i]
+            )
         })
         .collect();
     let n_bad = (0..got.len()).filter(|&i| got[i] != want[i]).count();
-    assert!(n_bad == 0, "{what}: {n_bad} of {} cases differ:\n{}", got.len(), bad.join("\n"));
+    assert!(
+        n_bad == 0,
+        "{what}: {n_bad} of {} cases differ:\n{}",
+        got.len(),
+        bad.join("\n")
+    );
 }
