@@ -21,9 +21,22 @@ impl DatasetWriter {
         std::fs::create_dir_all(dir).map_err(Error::io("create dataset directory", dir))?;
         let existing = shard_paths(dir)?;
         if !existing.is_empty() {
-            return Err(Error::Format { path: dir.to_owned(), msg: format!("already holds {} shard(s); use an empty directory", existing.len()) });
+            return Err(Error::Format {
+                path: dir.to_owned(),
+                msg: format!(
+                    "already holds {} shard(s); use an empty directory",
+                    existing.len()
+                ),
+            });
         }
-        Ok(DatasetWriter { dir: dir.to_owned(), max_records: max_records.max(1), max_bytes, current: None, next: 0, written: Vec::new() })
+        Ok(DatasetWriter {
+            dir: dir.to_owned(),
+            max_records: max_records.max(1),
+            max_bytes,
+            current: None,
+            next: 0,
+            written: Vec::new(),
+        })
     }
 
     pub fn push(&mut self, inst: &Instance) -> Result<()> {
@@ -70,11 +83,21 @@ pub struct Dataset {
 impl Dataset {
     /// Opens a dataset directory or a single shard file.
     pub fn open(path: &Path) -> Result<Dataset> {
-        let paths = if path.is_dir() { shard_paths(path)? } else { vec![path.to_owned()] };
+        let paths = if path.is_dir() {
+            shard_paths(path)?
+        } else {
+            vec![path.to_owned()]
+        };
         if paths.is_empty() {
-            return Err(Error::Format { path: path.to_owned(), msg: format!("no *.{SHARD_EXT} shards found") });
+            return Err(Error::Format {
+                path: path.to_owned(),
+                msg: format!("no *.{SHARD_EXT} shards found"),
+            });
         }
-        let shards = paths.iter().map(|p| Shard::open(p)).collect::<Result<Vec<_>>>()?;
+        let shards = paths
+            .iter()
+            .map(|p| Shard::open(p))
+            .collect::<Result<Vec<_>>>()?;
         let mut starts = vec![0];
         for s in &shards {
             starts.push(starts.last().expect("non-empty") + s.len());
@@ -96,7 +119,11 @@ impl Dataset {
 
     fn locate(&self, i: usize) -> Result<(&Shard, usize)> {
         if i >= self.len() {
-            return Err(Error::Record { path: self.shards[0].path().to_owned(), index: i, msg: format!("out of range (dataset has {})", self.len()) });
+            return Err(Error::Record {
+                path: self.shards[0].path().to_owned(),
+                index: i,
+                msg: format!("out of range (dataset has {})", self.len()),
+            });
         }
         let s = self.starts.partition_point(|&st| st <= i) - 1;
         Ok((&self.shards[s], i - self.starts[s]))
@@ -117,12 +144,23 @@ impl Dataset {
     /// of all records (identical on every rank), then every `world`-th element from `rank`.
     pub fn indices(&self, seed: u64, rank: usize, world: usize) -> Vec<usize> {
         let world = world.max(1);
-        shuffled(self.len(), seed).into_iter().skip(rank).step_by(world).collect()
+        shuffled(self.len(), seed)
+            .into_iter()
+            .skip(rank)
+            .step_by(world)
+            .collect()
     }
 
     /// Instances in seeded shuffled order, restricted to `rank` of `world`.
-    pub fn iter_shuffled(&self, seed: u64, rank: usize, world: usize) -> impl Iterator<Item = Result<Instance>> + '_ {
-        self.indices(seed, rank, world).into_iter().map(move |i| self.get(i))
+    pub fn iter_shuffled(
+        &self,
+        seed: u64,
+        rank: usize,
+        world: usize,
+    ) -> impl Iterator<Item = Result<Instance>> + '_ {
+        self.indices(seed, rank, world)
+            .into_iter()
+            .map(move |i| self.get(i))
     }
 }
 

@@ -37,7 +37,11 @@ fn abbrev(id: &str) -> &str {
 }
 
 /// The patch of one file. `similarity` marks a rename (percent, as git prints it).
-pub fn file_patch(old: Option<Side<'_>>, new: Option<Side<'_>>, similarity: Option<u32>) -> (String, LineCounts) {
+pub fn file_patch(
+    old: Option<Side<'_>>,
+    new: Option<Side<'_>>,
+    similarity: Option<u32>,
+) -> (String, LineCounts) {
     let mut out = String::new();
     let old_path = old.or(new).map(|s| s.path).unwrap_or_default();
     let new_path = new.or(old).map(|s| s.path).unwrap_or_default();
@@ -45,17 +49,31 @@ pub fn file_patch(old: Option<Side<'_>>, new: Option<Side<'_>>, similarity: Opti
     const ZERO: &str = "0000000";
     match (old, new) {
         (None, Some(n)) => {
-            let _ = writeln!(out, "new file mode {}\nindex {ZERO}..{}", n.mode, abbrev(n.id));
+            let _ = writeln!(
+                out,
+                "new file mode {}\nindex {ZERO}..{}",
+                n.mode,
+                abbrev(n.id)
+            );
         }
         (Some(o), None) => {
-            let _ = writeln!(out, "deleted file mode {}\nindex {}..{ZERO}", o.mode, abbrev(o.id));
+            let _ = writeln!(
+                out,
+                "deleted file mode {}\nindex {}..{ZERO}",
+                o.mode,
+                abbrev(o.id)
+            );
         }
         (Some(o), Some(n)) => {
             if o.mode != n.mode {
                 let _ = writeln!(out, "old mode {}\nnew mode {}", o.mode, n.mode);
             }
             if let Some(sim) = similarity {
-                let _ = writeln!(out, "similarity index {sim}%\nrename from {}\nrename to {}", o.path, n.path);
+                let _ = writeln!(
+                    out,
+                    "similarity index {sim}%\nrename from {}\nrename to {}",
+                    o.path, n.path
+                );
             }
             if o.id != n.id {
                 let _ = write!(out, "index {}..{}", abbrev(o.id), abbrev(n.id));
@@ -73,14 +91,26 @@ pub fn file_patch(old: Option<Side<'_>>, new: Option<Side<'_>>, similarity: Opti
         // Pure renames and mode changes carry no hunks, exactly like git's output.
         return (out, LineCounts::default());
     }
-    let _ = writeln!(out, "--- {}", old.map(|s| format!("a/{}", s.path)).unwrap_or_else(|| "/dev/null".into()));
-    let _ = writeln!(out, "+++ {}", new.map(|s| format!("b/{}", s.path)).unwrap_or_else(|| "/dev/null".into()));
+    let _ = writeln!(
+        out,
+        "--- {}",
+        old.map(|s| format!("a/{}", s.path))
+            .unwrap_or_else(|| "/dev/null".into())
+    );
+    let _ = writeln!(
+        out,
+        "+++ {}",
+        new.map(|s| format!("b/{}", s.path))
+            .unwrap_or_else(|| "/dev/null".into())
+    );
     let counts = write_hunks(&mut out, old_text, new_text);
     (out, counts)
 }
 
 fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
-    let diff = TextDiff::configure().algorithm(similar::Algorithm::Myers).diff_lines(old, new);
+    let diff = TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .diff_lines(old, new);
     let mut counts = LineCounts::default();
     for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
         let _ = writeln!(out, "{}", hunk.header());
@@ -109,7 +139,11 @@ fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
 /// Splits a multi-file patch (as produced by `file_patch`, concatenated) at `diff --git`
 /// boundaries: (file path, that file's patch text).
 pub fn split_files(patch: &str) -> Vec<(&str, &str)> {
-    let mut starts: Vec<usize> = patch.match_indices("diff --git a/").map(|(i, _)| i).filter(|&i| i == 0 || patch.as_bytes()[i - 1] == b'\n').collect();
+    let mut starts: Vec<usize> = patch
+        .match_indices("diff --git a/")
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || patch.as_bytes()[i - 1] == b'\n')
+        .collect();
     starts.push(patch.len());
     starts
         .windows(2)
@@ -148,7 +182,9 @@ pub fn similarity(a: &str, b: &str) -> u32 {
     if a == b {
         return 100;
     }
-    let diff = TextDiff::configure().timeout(std::time::Duration::from_millis(200)).diff_lines(a, b);
+    let diff = TextDiff::configure()
+        .timeout(std::time::Duration::from_millis(200))
+        .diff_lines(a, b);
     (diff.ratio() * 100.0).floor() as u32
 }
 
@@ -157,28 +193,56 @@ mod tests {
     use super::*;
 
     fn side<'a>(path: &'a str, text: &'a str) -> Side<'a> {
-        Side { path, mode: "100644", id: "1234567890", text }
+        Side {
+            path,
+            mode: "100644",
+            id: "1234567890",
+            text,
+        }
     }
 
     #[test]
     fn modified_file_has_git_headers_and_hunk() {
-        let (p, c) = file_patch(Some(side("a.py", "x = 1\ny = 2\n")), Some(side("a.py", "x = 1\ny = 3\n")), None);
+        let (p, c) = file_patch(
+            Some(side("a.py", "x = 1\ny = 2\n")),
+            Some(side("a.py", "x = 1\ny = 3\n")),
+            None,
+        );
         assert_eq!(p, "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1,2 +1,2 @@\n x = 1\n-y = 2\n+y = 3\n");
-        assert_eq!(c, LineCounts { added: 1, removed: 1 });
+        assert_eq!(
+            c,
+            LineCounts {
+                added: 1,
+                removed: 1
+            }
+        );
     }
 
     #[test]
     fn missing_newline_is_marked() {
         let (p, _) = file_patch(Some(side("a", "a")), Some(side("a", "b")), None);
-        assert!(p.ends_with("@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n"), "{p}");
+        assert!(
+            p.ends_with(
+                "@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n"
+            ),
+            "{p}"
+        );
     }
 
     #[test]
     fn new_and_deleted_files_use_dev_null() {
         let (p, _) = file_patch(None, Some(side("n.py", "a\n")), None);
-        assert!(p.contains("new file mode 100644\n") && p.contains("--- /dev/null\n+++ b/n.py\n@@ -0,0 +1 @@\n+a\n"), "{p}");
+        assert!(
+            p.contains("new file mode 100644\n")
+                && p.contains("--- /dev/null\n+++ b/n.py\n@@ -0,0 +1 @@\n+a\n"),
+            "{p}"
+        );
         let (p, _) = file_patch(Some(side("n.py", "a\n")), None, None);
-        assert!(p.contains("deleted file mode 100644\n") && p.contains("--- a/n.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-a\n"), "{p}");
+        assert!(
+            p.contains("deleted file mode 100644\n")
+                && p.contains("--- a/n.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-a\n"),
+            "{p}"
+        );
     }
 
     #[test]
@@ -214,7 +278,10 @@ pub fn apply(old: &str, file_patch: &str) -> Result<String, String> {
     }
     while let Some(header) = lines.next() {
         if !header.starts_with("@@ -") {
-            return Err(format!("expected a hunk header, found {:?}", header.trim_end()));
+            return Err(format!(
+                "expected a hunk header, found {:?}",
+                header.trim_end()
+            ));
         }
         let old_start: usize = header[4..]
             .split([',', ' '])
@@ -224,7 +291,11 @@ pub fn apply(old: &str, file_patch: &str) -> Result<String, String> {
         // `-0,0` (empty old side) starts before line 1.
         let start = old_start.saturating_sub(1).max(pos);
         if start > old_lines.len() {
-            return Err(format!("hunk {:?} starts past the end ({} lines)", header.trim_end(), old_lines.len()));
+            return Err(format!(
+                "hunk {:?} starts past the end ({} lines)",
+                header.trim_end(),
+                old_lines.len()
+            ));
         }
         for l in &old_lines[pos..start] {
             out.push_str(l);
@@ -250,7 +321,13 @@ pub fn apply(old: &str, file_patch: &str) -> Result<String, String> {
                 " " | "-" => {
                     let want = old_lines.get(pos).copied().unwrap_or("");
                     if want.trim_end_matches('\n') != body.trim_end_matches('\n') {
-                        return Err(format!("hunk {:?}: line {} is {:?}, patch expects {:?}", header.trim_end(), pos + 1, want.trim_end(), body.trim_end()));
+                        return Err(format!(
+                            "hunk {:?}: line {} is {:?}, patch expects {:?}",
+                            header.trim_end(),
+                            pos + 1,
+                            want.trim_end(),
+                            body.trim_end()
+                        ));
                     }
                     pos += 1;
                     if tag == " " {
@@ -272,7 +349,11 @@ pub fn apply(old: &str, file_patch: &str) -> Result<String, String> {
                     // A blank line inside a hunk is an empty context line (some tools strip the space).
                     let want = old_lines.get(pos).copied().unwrap_or("");
                     if !want.trim_end_matches('\n').is_empty() {
-                        return Err(format!("hunk {:?}: blank context line does not match line {}", header.trim_end(), pos + 1));
+                        return Err(format!(
+                            "hunk {:?}: blank context line does not match line {}",
+                            header.trim_end(),
+                            pos + 1
+                        ));
                     }
                     out.push_str(want);
                     pos += 1;
@@ -293,15 +374,30 @@ mod apply_tests {
     use super::*;
 
     fn round_trip(old: &str, new: &str) {
-        let s = |text| Side { path: "f", mode: "100644", id: "aaaaaaa", text };
-        let (p, _) = file_patch(Some(s(old)), Some(Side { id: "bbbbbbb", ..s(new) }), None);
+        let s = |text| Side {
+            path: "f",
+            mode: "100644",
+            id: "aaaaaaa",
+            text,
+        };
+        let (p, _) = file_patch(
+            Some(s(old)),
+            Some(Side {
+                id: "bbbbbbb",
+                ..s(new)
+            }),
+            None,
+        );
         assert_eq!(apply(old, &p).as_deref(), Ok(new), "patch:\n{p}");
     }
 
     #[test]
     fn apply_inverts_file_patch() {
         let base: String = (0..40).map(|i| format!("line {i}\n")).collect();
-        round_trip(&base, &base.replace("line 3\n", "three\n").replace("line 30\n", ""));
+        round_trip(
+            &base,
+            &base.replace("line 3\n", "three\n").replace("line 30\n", ""),
+        );
         round_trip("a\nb", "a\nc");
         round_trip("a\nb", "a\nb\n");
         round_trip("a\nb\n", "a\nb");

@@ -73,8 +73,11 @@ impl Events {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let v: Value = serde_json::from_str(&line)
-                    .map_err(|e| Error::Parse { path: f.clone(), line: n + 1, msg: e.to_string() })?;
+                let v: Value = serde_json::from_str(&line).map_err(|e| Error::Parse {
+                    path: f.clone(),
+                    line: n + 1,
+                    msg: e.to_string(),
+                })?;
                 ev.add(&v, cutoff, only);
             }
         }
@@ -82,12 +85,18 @@ impl Events {
     }
 
     fn add(&mut self, v: &Value, cutoff: i64, only: Option<&HashSet<String>>) {
-        let Some(repo) = v.pointer("/repo/name").and_then(Value::as_str) else { return };
+        let Some(repo) = v.pointer("/repo/name").and_then(Value::as_str) else {
+            return;
+        };
         if only.is_some_and(|o| !o.contains(repo)) {
             return;
         }
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-        let at = v.get("created_at").and_then(Value::as_str).and_then(parse_rfc3339).unwrap_or(0);
+        let at = v
+            .get("created_at")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+            .unwrap_or(0);
         let p = v.get("payload").cloned().unwrap_or(Value::Null);
         let action = p.get("action").and_then(Value::as_str).unwrap_or("");
         self.read += 1;
@@ -95,12 +104,19 @@ impl Events {
         match kind {
             "PullRequestEvent" => {
                 let pr = p.get("pull_request").cloned().unwrap_or(Value::Null);
-                let Some(num) = p.get("number").or_else(|| pr.get("number")).and_then(Value::as_u64) else { return };
+                let Some(num) = p
+                    .get("number")
+                    .or_else(|| pr.get("number"))
+                    .and_then(Value::as_u64)
+                else {
+                    return;
+                };
                 let trimmed = pr.get("title").is_none() && pr.get("body").is_none();
                 if trimmed && at >= cutoff {
                     self.trimmed += 1;
                 }
-                let merged = pr.get("merged").and_then(Value::as_bool).unwrap_or(false) || pr.get("merged_at").is_some_and(|m| !m.is_null());
+                let merged = pr.get("merged").and_then(Value::as_bool).unwrap_or(false)
+                    || pr.get("merged_at").is_some_and(|m| !m.is_null());
                 if action != "closed" || (!merged && !trimmed) {
                     return;
                 }
@@ -111,16 +127,26 @@ impl Events {
             }
             "IssuesEvent" => {
                 let issue = p.get("issue").cloned().unwrap_or(Value::Null);
-                let Some(num) = issue.get("number").and_then(Value::as_u64) else { return };
+                let Some(num) = issue.get("number").and_then(Value::as_u64) else {
+                    return;
+                };
                 let d = re.issues.entry(num).or_default();
                 d.title = s(&issue, "title").or(d.title.take());
                 d.body = s(&issue, "body").or(d.body.take());
             }
             "IssueCommentEvent" => {
                 let issue = p.get("issue").cloned().unwrap_or(Value::Null);
-                let Some(num) = issue.get("number").and_then(Value::as_u64) else { return };
-                let Some(body) = p.pointer("/comment/body").and_then(Value::as_str) else { return };
-                let cat = p.pointer("/comment/created_at").and_then(Value::as_str).and_then(parse_rfc3339).unwrap_or(at);
+                let Some(num) = issue.get("number").and_then(Value::as_u64) else {
+                    return;
+                };
+                let Some(body) = p.pointer("/comment/body").and_then(Value::as_str) else {
+                    return;
+                };
+                let cat = p
+                    .pointer("/comment/created_at")
+                    .and_then(Value::as_str)
+                    .and_then(parse_rfc3339)
+                    .unwrap_or(at);
                 let d = re.issues.entry(num).or_default();
                 if d.title.is_none() {
                     d.title = s(&issue, "title");
@@ -129,7 +155,10 @@ impl Events {
                 d.comments.push((cat, body.to_string()));
             }
             "PullRequestReviewCommentEvent" => {
-                let num = p.get("number").or_else(|| p.pointer("/pull_request/number")).and_then(Value::as_u64);
+                let num = p
+                    .get("number")
+                    .or_else(|| p.pointer("/pull_request/number"))
+                    .and_then(Value::as_u64);
                 if let Some(num) = num {
                     re.prs.entry(num).or_default().review_comments += 1;
                 }
@@ -141,7 +170,9 @@ impl Events {
     /// Fills PR text, linked issues, problem statement and hints from the events. Returns
     /// whether the PR itself was found.
     pub fn enrich(&self, inst: &mut Instance, first_commit_at: i64, commit_text: &str) -> bool {
-        let Some(re) = self.repos.get(&inst.repo) else { return false };
+        let Some(re) = self.repos.get(&inst.repo) else {
+            return false;
+        };
         let pr = inst.pr_number.and_then(|n| re.prs.get(&n));
         if let Some(pr) = pr {
             if let Some(t) = &pr.title {
@@ -151,22 +182,39 @@ impl Events {
                 inst.body = b.clone();
             }
         }
-        inst.linked_issues = refs::linked_issues(&format!("{}\n{}\n{}", inst.title, inst.body, commit_text));
+        inst.linked_issues =
+            refs::linked_issues(&format!("{}\n{}\n{}", inst.title, inst.body, commit_text));
         let mut statements = Vec::new();
         let mut hints = Vec::new();
         for n in &inst.linked_issues {
-            let Some(issue) = re.issues.get(n) else { continue };
+            let Some(issue) = re.issues.get(n) else {
+                continue;
+            };
             if issue.title.is_some() || issue.body.is_some() {
-                statements.push(format!("{}\n{}", issue.title.as_deref().unwrap_or(""), issue.body.as_deref().unwrap_or("")).trim().to_string());
+                statements.push(
+                    format!(
+                        "{}\n{}",
+                        issue.title.as_deref().unwrap_or(""),
+                        issue.body.as_deref().unwrap_or("")
+                    )
+                    .trim()
+                    .to_string(),
+                );
             }
-            let mut comments: Vec<&(i64, String)> = issue.comments.iter().filter(|(t, _)| *t < first_commit_at).collect();
+            let mut comments: Vec<&(i64, String)> = issue
+                .comments
+                .iter()
+                .filter(|(t, _)| *t < first_commit_at)
+                .collect();
             comments.sort_by_key(|c| c.0);
             hints.extend(comments.into_iter().map(|c| c.1.clone()));
         }
         if !statements.is_empty() {
             inst.problem_statement = statements.join("\n\n");
         } else {
-            inst.problem_statement = format!("{}\n\n{}", inst.title, inst.body).trim().to_string();
+            inst.problem_statement = format!("{}\n\n{}", inst.title, inst.body)
+                .trim()
+                .to_string();
         }
         inst.hints = hints.join("\n");
         pr.is_some()

@@ -111,7 +111,8 @@ impl Report {
 
     pub fn merge(&mut self, other: &Report) {
         self.repos += other.repos;
-        self.repos_decontaminated.extend(other.repos_decontaminated.iter().cloned());
+        self.repos_decontaminated
+            .extend(other.repos_decontaminated.iter().cloned());
         self.repos_empty.extend(other.repos_empty.iter().cloned());
         self.commits_walked += other.commits_walked;
         self.units += other.units;

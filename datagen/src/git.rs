@@ -63,25 +63,39 @@ impl CommitInfo {
     }
 }
 
+/// A tree entry: name, is-a-tree, file entry (None for trees), object id.
+type TreeRow = (Vec<u8>, bool, Option<Entry>, ObjectId);
+
 pub struct Repo {
     repo: gix::Repository,
     pub path: PathBuf,
 }
 
 fn git_err(op: &'static str) -> impl Fn(gix::Error) -> Error {
-    move |e| Error::Git { op, msg: e.to_string() }
+    move |e| Error::Git {
+        op,
+        msg: e.to_string(),
+    }
 }
 
 impl Repo {
     /// Opens a bare or non-bare repository; shallow clones are refused because merge bases
     /// and co-change history computed on them would be silently wrong.
     pub fn open(path: &Path) -> Result<Repo> {
-        let mut repo = gix::open(path).map_err(|e| Error::Open { path: path.to_owned(), msg: e.to_string() })?;
+        let mut repo = gix::open(path).map_err(|e| Error::Open {
+            path: path.to_owned(),
+            msg: e.to_string(),
+        })?;
         if repo.is_shallow().unwrap_or(false) {
-            return Err(Error::Shallow { path: path.to_owned() });
+            return Err(Error::Shallow {
+                path: path.to_owned(),
+            });
         }
         repo.object_cache_size_if_unset(64 << 20);
-        Ok(Repo { repo, path: path.to_owned() })
+        Ok(Repo {
+            repo,
+            path: path.to_owned(),
+        })
     }
 
     /// A handle usable on another thread (each thread keeps its own object caches).
@@ -92,7 +106,10 @@ impl Repo {
     pub fn from_shared(shared: &gix::ThreadSafeRepository, path: &Path) -> Repo {
         let mut repo = shared.to_thread_local();
         repo.object_cache_size_if_unset(64 << 20);
-        Repo { repo, path: path.to_owned() }
+        Repo {
+            repo,
+            path: path.to_owned(),
+        }
     }
 
     /// `owner/name` from `remote.origin.url` when it looks like a hosted repository.
@@ -123,7 +140,11 @@ impl Repo {
     }
 
     fn raw(&self, id: &ObjectId, want: Kind, op: &'static str, buf: &mut Vec<u8>) -> Result<()> {
-        let obj_err = |msg: String| Error::Object { id: id.to_string(), op, msg };
+        let obj_err = |msg: String| Error::Object {
+            id: id.to_string(),
+            op,
+            msg,
+        };
         match self.repo.objects.try_find(id, buf) {
             Ok(Some(data)) if data.kind == want => Ok(()),
             Ok(Some(data)) => Err(obj_err(format!("expected a {want}, found a {}", data.kind))),
@@ -135,8 +156,13 @@ impl Repo {
     pub fn commit(&self, id: ObjectId) -> Result<CommitInfo> {
         let mut buf = Vec::new();
         self.raw(&id, Kind::Commit, "read commit", &mut buf)?;
-        let bad = |msg: String| Error::Object { id: id.to_string(), op: "decode commit", msg };
-        let c = gix::objs::CommitRef::from_bytes(&buf, id.kind()).map_err(|e| bad(e.to_string()))?;
+        let bad = |msg: String| Error::Object {
+            id: id.to_string(),
+            op: "decode commit",
+            msg,
+        };
+        let c =
+            gix::objs::CommitRef::from_bytes(&buf, id.kind()).map_err(|e| bad(e.to_string()))?;
         let author = c.author().map_err(|e| bad(e.to_string()))?;
         let committer = c.committer().map_err(|e| bad(e.to_string()))?;
         Ok(CommitInfo {
@@ -157,10 +183,13 @@ impl Repo {
         Ok(buf)
     }
 
-    fn tree_entries(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<Vec<(Vec<u8>, bool, Option<Entry>, ObjectId)>> {
+    fn tree_entries(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<Vec<TreeRow>> {
         self.raw(&id, Kind::Tree, "read tree", buf)?;
-        let tree = gix::objs::TreeRef::from_bytes(buf, id.kind())
-            .map_err(|e| Error::Object { id: id.to_string(), op: "decode tree", msg: e.to_string() })?;
+        let tree = gix::objs::TreeRef::from_bytes(buf, id.kind()).map_err(|e| Error::Object {
+            id: id.to_string(),
+            op: "decode tree",
+            msg: e.to_string(),
+        })?;
         let mut out: Vec<_> = tree
             .entries
             .iter()
@@ -178,7 +207,12 @@ impl Repo {
                 } else {
                     Some(EntryKind::File)
                 };
-                (e.filename.to_vec(), is_tree, kind.map(|kind| Entry { id: oid, kind }), oid)
+                (
+                    e.filename.to_vec(),
+                    is_tree,
+                    kind.map(|kind| Entry { id: oid, kind }),
+                    oid,
+                )
             })
             .collect();
         // Merge-join below needs one order for both sides; do not trust the stored order.
@@ -194,7 +228,13 @@ impl Repo {
         Ok(out)
     }
 
-    fn diff_rec(&self, old: Option<ObjectId>, new: Option<ObjectId>, prefix: &mut Vec<u8>, out: &mut Vec<Change>) -> Result<()> {
+    fn diff_rec(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        prefix: &mut Vec<u8>,
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
         if old == new {
             return Ok(());
         }
@@ -239,7 +279,12 @@ impl Repo {
             } else {
                 let (old, new) = (x.and_then(|e| e.2), y.and_then(|e| e.2));
                 if old != new {
-                    out.push(Change { old_path: prefix.clone(), new_path: prefix.clone(), old, new });
+                    out.push(Change {
+                        old_path: prefix.clone(),
+                        new_path: prefix.clone(),
+                        old,
+                        new,
+                    });
                 }
             }
             prefix.truncate(len);
@@ -300,14 +345,26 @@ impl Repo {
 
     /// Commits reachable from `head` but not from `hidden`, newest first (`git log hidden..head`).
     pub fn range(&self, hidden: ObjectId, head: ObjectId) -> Result<Vec<ObjectId>> {
-        let walk = self.repo.rev_walk([head]).with_hidden([hidden]).all().map_err(git_err("rev-walk"))?;
-        walk.map(|info| info.map(|i| i.id).map_err(git_err("rev-walk"))).collect()
+        let walk = self
+            .repo
+            .rev_walk([head])
+            .with_hidden([hidden])
+            .all()
+            .map_err(git_err("rev-walk"))?;
+        walk.map(|info| info.map(|i| i.id).map_err(git_err("rev-walk")))
+            .collect()
     }
 
     /// Every commit reachable from `head`, parents before children.
     pub fn all_commits(&self, head: ObjectId) -> Result<Vec<ObjectId>> {
-        let walk = self.repo.rev_walk([head]).all().map_err(git_err("rev-walk"))?;
-        let mut ids: Vec<ObjectId> = walk.map(|info| info.map(|i| i.id).map_err(git_err("rev-walk"))).collect::<Result<_>>()?;
+        let walk = self
+            .repo
+            .rev_walk([head])
+            .all()
+            .map_err(git_err("rev-walk"))?;
+        let mut ids: Vec<ObjectId> = walk
+            .map(|info| info.map(|i| i.id).map_err(git_err("rev-walk")))
+            .collect::<Result<_>>()?;
         ids.reverse();
         Ok(ids)
     }

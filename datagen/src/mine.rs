@@ -29,7 +29,13 @@ pub struct MineOptions {
 
 impl Default for MineOptions {
     fn default() -> Self {
-        MineOptions { all_commits: false, jobs: 1, filter: FilterConfig::default(), window: 2000, batch: 256 }
+        MineOptions {
+            all_commits: false,
+            jobs: 1,
+            filter: FilterConfig::default(),
+            window: 2000,
+            batch: 256,
+        }
     }
 }
 
@@ -44,10 +50,20 @@ pub struct Miner {
 /// `owner/name` for a repository: its origin remote, else `local/<directory name>`.
 pub fn repo_name(repo: &Repo) -> String {
     repo.origin_name().unwrap_or_else(|| {
-        let dir = repo.path.canonicalize().unwrap_or_else(|_| repo.path.clone());
-        let mut name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = repo
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| repo.path.clone());
+        let mut name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name == ".git" {
-            name = dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name = dir
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
         }
         format!("local/{}", name.trim_end_matches(".git"))
     })
@@ -66,13 +82,22 @@ impl Miner {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.jobs.max(1))
             .build()
-            .map_err(|e| Error::Git { op: "start worker threads", msg: e.to_string() })?;
+            .map_err(|e| Error::Git {
+                op: "start worker threads",
+                msg: e.to_string(),
+            })?;
         let mut report = Report::default();
         if let Some(ev) = &events {
             report.events_read = ev.read;
             report.events_trimmed = ev.trimmed;
         }
-        Ok(Miner { opts, pool, seen: HashSet::new(), events, report })
+        Ok(Miner {
+            opts,
+            pool,
+            seen: HashSet::new(),
+            events,
+            report,
+        })
     }
 
     /// Mines one repository, handing each kept instance to `sink` and the running report
@@ -95,17 +120,22 @@ impl Miner {
             self.report.repos_empty.push(name);
             return Ok(());
         };
-        let order = if self.opts.all_commits { repo.all_commits(head)? } else { self.first_parent_line(&repo, head) };
+        let order = if self.opts.all_commits {
+            repo.all_commits(head)?
+        } else {
+            self.first_parent_line(&repo, head)
+        };
         let shared = repo.share();
         // One repository handle per worker, kept for the whole run so object caches stay warm.
-        let workers: Vec<std::sync::Mutex<Repo>> =
-            (0..self.pool.current_num_threads()).map(|_| std::sync::Mutex::new(Repo::from_shared(&shared, path))).collect();
+        let workers: Vec<std::sync::Mutex<Repo>> = (0..self.pool.current_num_threads())
+            .map(|_| std::sync::Mutex::new(Repo::from_shared(&shared, path)))
+            .collect();
         let mut last_tree: Option<(ObjectId, ObjectId)> = None;
         let mut window = Window::new(self.opts.window);
         let mut pending: Vec<Unit> = Vec::new();
         for id in order {
             self.report.commits_walked += 1;
-            if self.report.commits_walked % 512 == 0 {
+            if self.report.commits_walked.is_multiple_of(512) {
                 progress(&self.report);
             }
             match self.visit(&repo, id, &mut window, &mut last_tree) {
@@ -149,7 +179,13 @@ impl Miner {
     }
 
     /// Looks at one commit: returns the unit it defines, if any, and records its change set.
-    fn visit(&mut self, repo: &Repo, id: ObjectId, window: &mut Window, last: &mut Option<(ObjectId, ObjectId)>) -> Result<Option<Unit>> {
+    fn visit(
+        &mut self,
+        repo: &Repo,
+        id: ObjectId,
+        window: &mut Window,
+        last: &mut Option<(ObjectId, ObjectId)>,
+    ) -> Result<Option<Unit>> {
         let c = repo.commit(id)?;
         let first = c.parents.first().copied();
         // Walks mostly step from a parent to its child: reuse the tree just read.
@@ -209,7 +245,14 @@ impl Miner {
         }))
     }
 
-    fn merge_unit(&mut self, repo: &Repo, c: &CommitInfo, n: u64, window: &Window, k: usize) -> Result<Unit> {
+    fn merge_unit(
+        &mut self,
+        repo: &Repo,
+        c: &CommitInfo,
+        n: u64,
+        window: &Window,
+        k: usize,
+    ) -> Result<Unit> {
         let (p1, p2) = (c.parents[0], c.parents[1]);
         let base = repo.merge_base(p1, p2)?;
         let mut commits = repo.range(p1, p2)?;

@@ -1,7 +1,9 @@
 //! Linked-issue references, SWE-bench's rule: one of the closing keywords followed by
 //! whitespace and `#N` (or an issue URL), anywhere in PR title, body and commit messages.
 
-const KEYWORDS: [&str; 9] = ["close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved"];
+const KEYWORDS: [&str; 9] = [
+    "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved",
+];
 
 /// Issue numbers referenced with a closing keyword, in order of first mention, deduplicated.
 /// HTML comments (PR templates) are removed first, as SWE-bench does.
@@ -76,7 +78,9 @@ fn leading_number(s: &str) -> Option<u64> {
 /// `https://github.com/owner/repo/issues/123` → 123.
 fn issue_url_number(s: &str) -> Option<u64> {
     let url = s.split_whitespace().next()?;
-    let url = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let url = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
     let (_, tail) = url.split_once("/issues/")?;
     leading_number(tail)
 }
@@ -85,7 +89,9 @@ fn issue_url_number(s: &str) -> Option<u64> {
 pub fn merge_pr_number(subject: &str) -> Option<u64> {
     let rest = subject.strip_prefix("Merge pull request #")?;
     let n = leading_number(rest)?;
-    rest[n.to_string().len()..].starts_with(" from ").then_some(n)
+    rest[n.to_string().len()..]
+        .starts_with(" from ")
+        .then_some(n)
 }
 
 /// `Title (#123)` → (Title, 123): GitHub's squash-merge subject.
@@ -111,7 +117,10 @@ mod tests {
 
     #[test]
     fn pr_subjects() {
-        assert_eq!(merge_pr_number("Merge pull request #42 from alice/feature"), Some(42));
+        assert_eq!(
+            merge_pr_number("Merge pull request #42 from alice/feature"),
+            Some(42)
+        );
         assert_eq!(merge_pr_number("Merge branch 'main'"), None);
         assert_eq!(squash_pr_number("Add thing (#17)"), Some(("Add thing", 17)));
         assert_eq!(squash_pr_number("Add thing (see #17)"), None);

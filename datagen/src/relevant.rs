@@ -52,7 +52,12 @@ pub struct Window {
 
 impl Window {
     pub fn new(cap: usize) -> Window {
-        Window { ids: HashMap::new(), names: Vec::new(), sets: VecDeque::new(), cap }
+        Window {
+            ids: HashMap::new(),
+            names: Vec::new(),
+            sets: VecDeque::new(),
+            cap,
+        }
     }
 
     fn id(&mut self, path: &[u8]) -> u32 {
@@ -79,8 +84,15 @@ impl Window {
     }
 
     /// Up to `n` unmodified paths that changed together with `modified`, best first.
-    pub fn candidates<'a>(&self, modified: impl IntoIterator<Item = &'a [u8]>, n: usize) -> Vec<(Vec<u8>, u32)> {
-        let m: Vec<u32> = modified.into_iter().filter_map(|p| self.ids.get(p).copied()).collect();
+    pub fn candidates<'a>(
+        &self,
+        modified: impl IntoIterator<Item = &'a [u8]>,
+        n: usize,
+    ) -> Vec<(Vec<u8>, u32)> {
+        let m: Vec<u32> = modified
+            .into_iter()
+            .filter_map(|p| self.ids.get(p).copied())
+            .collect();
         if m.is_empty() || n == 0 {
             return Vec::new();
         }
@@ -92,7 +104,10 @@ impl Window {
                 }
             }
         }
-        let mut out: Vec<(Vec<u8>, u32)> = score.into_iter().map(|(i, s)| (self.names[i as usize].clone(), s)).collect();
+        let mut out: Vec<(Vec<u8>, u32)> = score
+            .into_iter()
+            .map(|(i, s)| (self.names[i as usize].clone(), s))
+            .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out.truncate(n);
         out
@@ -100,12 +115,21 @@ impl Window {
 }
 
 /// Text of a file at `tree` if it may be put into the context.
-fn eligible(repo: &Repo, tree: ObjectId, path: &[u8], cfg: &FilterConfig) -> Result<Option<(String, String)>> {
-    let Ok(path_s) = std::str::from_utf8(path) else { return Ok(None) };
+fn eligible(
+    repo: &Repo,
+    tree: ObjectId,
+    path: &[u8],
+    cfg: &FilterConfig,
+) -> Result<Option<(String, String)>> {
+    let Ok(path_s) = std::str::from_utf8(path) else {
+        return Ok(None);
+    };
     if diff::is_test_path(path_s) || rules::noise_kind(path_s).is_some() {
         return Ok(None);
     }
-    let Some(entry) = repo.entry_at(tree, path)? else { return Ok(None) };
+    let Some(entry) = repo.entry_at(tree, path)? else {
+        return Ok(None);
+    };
     if !matches!(entry.kind, EntryKind::File | EntryKind::Executable) {
         return Ok(None);
     }
@@ -113,7 +137,9 @@ fn eligible(repo: &Repo, tree: ObjectId, path: &[u8], cfg: &FilterConfig) -> Res
     if data.len() > cfg.max_file_bytes || diff::is_binary(&data) {
         return Ok(None);
     }
-    Ok(String::from_utf8(data).ok().map(|t| (path_s.to_string(), t)))
+    Ok(String::from_utf8(data)
+        .ok()
+        .map(|t| (path_s.to_string(), t)))
 }
 
 fn stem(path: &str) -> &str {
@@ -129,10 +155,16 @@ fn imports(text: &str, target: &str) -> u32 {
     text.lines()
         .filter(|l| {
             let t = l.trim_start();
-            let import_like = ["import ", "from ", "use ", "mod ", "pub mod ", "pub use ", "#include"].iter().any(|k| t.starts_with(k))
+            let import_like = [
+                "import ", "from ", "use ", "mod ", "pub mod ", "pub use ", "#include",
+            ]
+            .iter()
+            .any(|k| t.starts_with(k))
                 || t.contains("require(")
                 || t.contains("import(");
-            import_like && t.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == target)
+            import_like
+                && t.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .any(|w| w == target)
         })
         .count() as u32
 }
@@ -156,7 +188,14 @@ pub fn choose(
             continue;
         }
         if let Some((p, text)) = eligible(repo, base_tree, path, cfg)? {
-            out.push((RelevantFile { path: p, method: "co-change".into(), score: *score }, text));
+            out.push((
+                RelevantFile {
+                    path: p,
+                    method: "co-change".into(),
+                    score: *score,
+                },
+                text,
+            ));
         }
     }
     if out.len() >= k {
@@ -171,7 +210,9 @@ pub fn choose(
             if modified.contains(&spath) {
                 continue;
             }
-            let Some((sp, stext)) = eligible(repo, base_tree, &spath, cfg)? else { continue };
+            let Some((sp, stext)) = eligible(repo, base_tree, &spath, cfg)? else {
+                continue;
+            };
             if seen.contains(&sp) {
                 continue;
             }
@@ -184,7 +225,14 @@ pub fn choose(
     }
     scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     for (score, path, text) in scored.into_iter().take(k - out.len()) {
-        out.push((RelevantFile { path, method: "import".into(), score }, text));
+        out.push((
+            RelevantFile {
+                path,
+                method: "import".into(),
+                score,
+            },
+            text,
+        ));
     }
     Ok(out)
 }
@@ -203,12 +251,18 @@ mod tests {
         assert_eq!(c, vec![(b"b.py".to_vec(), 2), (b"c.py".to_vec(), 1)]);
         // The oldest set falls out of a full window.
         w.push([b"x.py".as_slice(), b"z.py"]);
-        assert_eq!(w.candidates([b"a.py".as_slice()], 5), vec![(b"b.py".to_vec(), 1), (b"c.py".to_vec(), 1)]);
+        assert_eq!(
+            w.candidates([b"a.py".as_slice()], 5),
+            vec![(b"b.py".to_vec(), 1), (b"c.py".to_vec(), 1)]
+        );
     }
 
     #[test]
     fn import_lines() {
-        assert_eq!(imports("from .utils import helper\nx = utils\n", "utils"), 1);
+        assert_eq!(
+            imports("from .utils import helper\nx = utils\n", "utils"),
+            1
+        );
         assert_eq!(imports("use crate::parser;\n", "parser"), 1);
         assert_eq!(imports("import os\n", "utils"), 0);
     }

@@ -8,18 +8,48 @@ pub fn is_bot(author: &str, title: &str, body: &str) -> bool {
     }
     [author, title, body].iter().any(|t| {
         let t = t.to_ascii_lowercase();
-        ["dependabot", "renovate", "automerge", "auto-merge"].iter().any(|k| t.contains(k))
-            || t.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "bump" || w == "bumps" || w == "bumped")
+        ["dependabot", "renovate", "automerge", "auto-merge"]
+            .iter()
+            .any(|k| t.contains(k))
+            || t.split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|w| w == "bump" || w == "bumps" || w == "bumped")
     })
 }
 
 const LOCK_FILES: [&str; 14] = [
-    "Cargo.lock", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock",
-    "Pipfile.lock", "composer.lock", "Gemfile.lock", "go.sum", "uv.lock", "flake.lock", "mix.lock", "pubspec.lock",
+    "Cargo.lock",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Pipfile.lock",
+    "composer.lock",
+    "Gemfile.lock",
+    "go.sum",
+    "uv.lock",
+    "flake.lock",
+    "mix.lock",
+    "pubspec.lock",
 ];
 const DOC_EXT: [&str; 6] = [".md", ".rst", ".txt", ".adoc", ".markdown", ".rdoc"];
-const DOC_NAMES: [&str; 8] = ["LICENSE", "LICENCE", "CHANGELOG", "CHANGES", "NEWS", "AUTHORS", "CONTRIBUTORS", "README"];
-const VENDOR_DIRS: [&str; 5] = ["vendor/", "vendored/", "third_party/", "thirdparty/", "node_modules/"];
+const DOC_NAMES: [&str; 8] = [
+    "LICENSE",
+    "LICENCE",
+    "CHANGELOG",
+    "CHANGES",
+    "NEWS",
+    "AUTHORS",
+    "CONTRIBUTORS",
+    "README",
+];
+const VENDOR_DIRS: [&str; 5] = [
+    "vendor/",
+    "vendored/",
+    "third_party/",
+    "thirdparty/",
+    "node_modules/",
+];
 
 /// Why a path is noise, or `None` for a code file.
 pub fn noise_kind(path: &str) -> Option<&'static str> {
@@ -28,7 +58,10 @@ pub fn noise_kind(path: &str) -> Option<&'static str> {
     if LOCK_FILES.contains(&name) || name.ends_with(".lock") {
         return Some("lock");
     }
-    if VENDOR_DIRS.iter().any(|d| lower.starts_with(d) || lower.contains(&format!("/{d}"))) {
+    if VENDOR_DIRS
+        .iter()
+        .any(|d| lower.starts_with(d) || lower.contains(&format!("/{d}")))
+    {
         return Some("vendored");
     }
     if name.ends_with(".min.js")
@@ -57,7 +90,10 @@ fn is_version_line(line: &str) -> bool {
     if t.is_empty() {
         return true;
     }
-    let has_dotted = t.as_bytes().windows(3).any(|w| w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit());
+    let has_dotted = t
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit());
     if !has_dotted {
         return false;
     }
@@ -65,7 +101,10 @@ fn is_version_line(line: &str) -> bool {
         return true;
     }
     // key = value / key: value with nothing else on the line
-    let parts: Vec<&str> = t.split(['=', ':']).filter(|p| !p.trim().is_empty()).collect();
+    let parts: Vec<&str> = t
+        .split(['=', ':'])
+        .filter(|p| !p.trim().is_empty())
+        .collect();
     parts.len() == 2 && parts.iter().all(|p| p.split_whitespace().count() == 1)
 }
 
@@ -111,8 +150,14 @@ mod tests {
 
     #[test]
     fn version_bumps() {
-        assert!(is_version_bump("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-__version__ = \"1.2.3\"\n+__version__ = \"1.2.4\"\n"));
-        assert!(is_version_bump("@@ -1 +1 @@\n-    \"lodash\": \"^4.1.0\",\n+    \"lodash\": \"^4.2.0\",\n"));
-        assert!(!is_version_bump("@@ -1 +1 @@\n-x = compute(1.5)\n+x = compute(2.5) + y\n"));
+        assert!(is_version_bump(
+            "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-__version__ = \"1.2.3\"\n+__version__ = \"1.2.4\"\n"
+        ));
+        assert!(is_version_bump(
+            "@@ -1 +1 @@\n-    \"lodash\": \"^4.1.0\",\n+    \"lodash\": \"^4.2.0\",\n"
+        ));
+        assert!(!is_version_bump(
+            "@@ -1 +1 @@\n-x = compute(1.5)\n+x = compute(2.5) + y\n"
+        ));
     }
 }

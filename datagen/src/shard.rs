@@ -69,8 +69,15 @@ impl ShardWriter {
         let file = File::create(&tmp).map_err(Error::io("create shard", &tmp))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // A zero header never validates: a killed run leaves nothing that reads as a shard.
-        out.write_all(&[0u8; HEADER_LEN]).map_err(Error::io("write shard", &tmp))?;
-        Ok(ShardWriter { out, tmp, path: path.to_owned(), index: Vec::new(), payload_len: 0 })
+        out.write_all(&[0u8; HEADER_LEN])
+            .map_err(Error::io("write shard", &tmp))?;
+        Ok(ShardWriter {
+            out,
+            tmp,
+            path: path.to_owned(),
+            index: Vec::new(),
+            payload_len: 0,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -86,16 +93,27 @@ impl ShardWriter {
     }
 
     pub fn push_bytes(&mut self, record: &[u8]) -> Result<()> {
-        let len = u32::try_from(record.len())
-            .map_err(|_| Error::Format { path: self.path.clone(), msg: format!("record of {} bytes exceeds 4 GiB", record.len()) })?;
-        self.out.write_all(record).map_err(Error::io("write shard", &self.tmp))?;
-        self.index.push(IndexEntry { offset: self.payload_len, len, crc: crc32(record) });
+        let len = u32::try_from(record.len()).map_err(|_| Error::Format {
+            path: self.path.clone(),
+            msg: format!("record of {} bytes exceeds 4 GiB", record.len()),
+        })?;
+        self.out
+            .write_all(record)
+            .map_err(Error::io("write shard", &self.tmp))?;
+        self.index.push(IndexEntry {
+            offset: self.payload_len,
+            len,
+            crc: crc32(record),
+        });
         self.payload_len += record.len() as u64;
         Ok(())
     }
 
     pub fn push(&mut self, inst: &Instance) -> Result<()> {
-        let bytes = serde_json::to_vec(inst).map_err(|e| Error::Format { path: self.path.clone(), msg: format!("serialise {}: {e}", inst.id) })?;
+        let bytes = serde_json::to_vec(inst).map_err(|e| Error::Format {
+            path: self.path.clone(),
+            msg: format!("serialise {}: {e}", inst.id),
+        })?;
         self.push_bytes(&bytes)
     }
 
@@ -104,14 +122,32 @@ impl ShardWriter {
         let io = |op| Error::io(op, self.tmp.clone());
         let end = HEADER_LEN as u64 + self.payload_len;
         let pad = (8 - end % 8) % 8;
-        self.out.write_all(&[0u8; 8][..pad as usize]).map_err(io("write shard"))?;
+        self.out
+            .write_all(&[0u8; 8][..pad as usize])
+            .map_err(io("write shard"))?;
         let index_bytes: &[u8] = bytemuck::cast_slice(&self.index);
-        self.out.write_all(index_bytes).map_err(io("write shard index"))?;
-        let header = Header { count: self.index.len() as u64, index_off: end + pad, payload_len: self.payload_len, index_crc: crc32(index_bytes) };
-        self.out.seek(SeekFrom::Start(0)).map_err(io("seek shard"))?;
-        self.out.write_all(&header.encode()).map_err(io("write shard header"))?;
-        let file = self.out.into_inner().map_err(|e| Error::Io { op: "flush shard", path: self.tmp.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(Error::io("fsync shard", &self.tmp))?;
+        self.out
+            .write_all(index_bytes)
+            .map_err(io("write shard index"))?;
+        let header = Header {
+            count: self.index.len() as u64,
+            index_off: end + pad,
+            payload_len: self.payload_len,
+            index_crc: crc32(index_bytes),
+        };
+        self.out
+            .seek(SeekFrom::Start(0))
+            .map_err(io("seek shard"))?;
+        self.out
+            .write_all(&header.encode())
+            .map_err(io("write shard header"))?;
+        let file = self.out.into_inner().map_err(|e| Error::Io {
+            op: "flush shard",
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all()
+            .map_err(Error::io("fsync shard", &self.tmp))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path).map_err(Error::io("rename shard", &self.path))?;
         if let Some(dir) = self.path.parent() {
@@ -140,23 +176,36 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 
 impl Shard {
     pub fn open(path: &Path) -> Result<Shard> {
-        let bad = |msg: String| Error::Format { path: path.to_owned(), msg };
+        let bad = |msg: String| Error::Format {
+            path: path.to_owned(),
+            msg,
+        };
         if cfg!(target_endian = "big") {
-            return Err(bad("shards are little-endian; this platform is big-endian".into()));
+            return Err(bad(
+                "shards are little-endian; this platform is big-endian".into()
+            ));
         }
         let file = File::open(path).map_err(Error::io("open shard", path))?;
         // SAFETY: shards are immutable once renamed into place; the map is read-only.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(Error::io("mmap shard", path))?;
         if map.len() < HEADER_LEN {
-            return Err(bad(format!("{} bytes is shorter than the {HEADER_LEN}-byte header", map.len())));
+            return Err(bad(format!(
+                "{} bytes is shorter than the {HEADER_LEN}-byte header",
+                map.len()
+            )));
         }
         let h = &map[..HEADER_LEN];
         if h[0..8] != MAGIC {
-            return Err(bad(format!("bad magic {:?} (not a swerl shard, or an unfinished write)", &h[0..8])));
+            return Err(bad(format!(
+                "bad magic {:?} (not a swerl shard, or an unfinished write)",
+                &h[0..8]
+            )));
         }
         let version = le_u32(h, 8);
         if version != VERSION {
-            return Err(bad(format!("format version {version}, this build reads version {VERSION} only")));
+            return Err(bad(format!(
+                "format version {version}, this build reads version {VERSION} only"
+            )));
         }
         if crc32(&h[0..52]) != le_u32(h, 52) {
             return Err(bad("header checksum mismatch (corrupt header)".into()));
@@ -167,7 +216,7 @@ impl Shard {
         let payload_len = le_u64(h, 40);
         let expect_len = count.checked_mul(16).and_then(|n| n.checked_add(index_off));
         if payload_off != HEADER_LEN as u64
-            || index_off % 8 != 0
+            || !index_off.is_multiple_of(8)
             || index_off < payload_off.saturating_add(payload_len)
             || expect_len != Some(map.len() as u64)
         {
@@ -177,13 +226,21 @@ impl Shard {
             )));
         }
         let index_crc = le_u32(h, 48);
-        let shard = Shard { map, path: path.to_owned(), count: count as usize, index_off: index_off as usize };
+        let shard = Shard {
+            map,
+            path: path.to_owned(),
+            count: count as usize,
+            index_off: index_off as usize,
+        };
         let index_bytes = &shard.map[shard.index_off..];
         if crc32(index_bytes) != index_crc {
             return Err(bad("index checksum mismatch (corrupt index)".into()));
         }
         for (i, e) in shard.index().iter().enumerate() {
-            if e.offset.checked_add(e.len as u64).is_none_or(|end| end > payload_len) {
+            if e.offset
+                .checked_add(e.len as u64)
+                .is_none_or(|end| end > payload_len)
+            {
                 return Err(bad(format!("record {i} points outside the payload")));
             }
         }
@@ -208,16 +265,28 @@ impl Shard {
 
     /// The record's bytes, borrowed from the map, after checking its CRC.
     pub fn get_bytes(&self, i: usize) -> Result<&[u8]> {
-        let e = self.index().get(i).ok_or_else(|| Error::Record { path: self.path.clone(), index: i, msg: format!("out of range (shard has {})", self.count) })?;
+        let e = self.index().get(i).ok_or_else(|| Error::Record {
+            path: self.path.clone(),
+            index: i,
+            msg: format!("out of range (shard has {})", self.count),
+        })?;
         let start = HEADER_LEN + e.offset as usize;
         let bytes = &self.map[start..start + e.len as usize];
         if crc32(bytes) != e.crc {
-            return Err(Error::Record { path: self.path.clone(), index: i, msg: "checksum mismatch (corrupt record)".into() });
+            return Err(Error::Record {
+                path: self.path.clone(),
+                index: i,
+                msg: "checksum mismatch (corrupt record)".into(),
+            });
         }
         Ok(bytes)
     }
 
     pub fn get(&self, i: usize) -> Result<Instance> {
-        serde_json::from_slice(self.get_bytes(i)?).map_err(|e| Error::Record { path: self.path.clone(), index: i, msg: e.to_string() })
+        serde_json::from_slice(self.get_bytes(i)?).map_err(|e| Error::Record {
+            path: self.path.clone(),
+            index: i,
+            msg: e.to_string(),
+        })
     }
 }

@@ -57,7 +57,13 @@ fn utf8(bytes: &[u8]) -> Result<String, Reject> {
     String::from_utf8(bytes.to_vec()).map_err(|_| Reject::NonUtf8)
 }
 
-fn load_side(repo: &Repo, path: &[u8], entry: Option<crate::git::Entry>, cfg: &FilterConfig, stats: &mut Stats) -> Result<Option<Side_>, Outcome> {
+fn load_side(
+    repo: &Repo,
+    path: &[u8],
+    entry: Option<crate::git::Entry>,
+    cfg: &FilterConfig,
+    stats: &mut Stats,
+) -> Result<Option<Side_>, Outcome> {
     let Some(entry) = entry else { return Ok(None) };
     match entry.kind {
         EntryKind::Submodule => {
@@ -80,7 +86,12 @@ fn load_side(repo: &Repo, path: &[u8], entry: Option<crate::git::Entry>, cfg: &F
     }
     let path = utf8(path).map_err(Outcome::Reject)?;
     let text = String::from_utf8(data).map_err(|_| Outcome::Reject(Reject::NonUtf8))?;
-    Ok(Some(Side_::Text(FileText { path, mode: entry.kind.mode(), id: entry.id.to_string(), text })))
+    Ok(Some(Side_::Text(FileText {
+        path,
+        mode: entry.kind.mode(),
+        id: entry.id.to_string(),
+        text,
+    })))
 }
 
 /// Why extraction produced no instance.
@@ -99,14 +110,20 @@ struct FilePair {
 /// Pairs deleted and added text files into renames: identical blobs first, then git's
 /// default 50% similarity (only when the candidate set is small enough to compare all pairs).
 fn pair_renames(pairs: &mut Vec<FilePair>) {
-    let deleted: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].new.is_none()).collect();
-    let added: Vec<usize> = (0..pairs.len()).filter(|&i| pairs[i].old.is_none()).collect();
+    let deleted: Vec<usize> = (0..pairs.len())
+        .filter(|&i| pairs[i].new.is_none())
+        .collect();
+    let added: Vec<usize> = (0..pairs.len())
+        .filter(|&i| pairs[i].old.is_none())
+        .collect();
     let mut matches: Vec<(usize, usize, u32)> = Vec::new();
     let mut used_d = HashSet::new();
     let mut used_a = HashSet::new();
     for &d in &deleted {
         for &a in &added {
-            if !used_a.contains(&a) && pairs[d].old.as_ref().map(|f| &f.id) == pairs[a].new.as_ref().map(|f| &f.id) {
+            if !used_a.contains(&a)
+                && pairs[d].old.as_ref().map(|f| &f.id) == pairs[a].new.as_ref().map(|f| &f.id)
+            {
                 matches.push((d, a, 100));
                 used_d.insert(d);
                 used_a.insert(a);
@@ -118,7 +135,10 @@ fn pair_renames(pairs: &mut Vec<FilePair>) {
         let mut scored = Vec::new();
         for &d in deleted.iter().filter(|d| !used_d.contains(*d)) {
             for &a in added.iter().filter(|a| !used_a.contains(*a)) {
-                let (o, n) = (pairs[d].old.as_ref().expect("deleted"), pairs[a].new.as_ref().expect("added"));
+                let (o, n) = (
+                    pairs[d].old.as_ref().expect("deleted"),
+                    pairs[a].new.as_ref().expect("added"),
+                );
                 let sim = diff::similarity(&o.text, &n.text);
                 if sim >= 50 {
                     scored.push((sim, d, a));
@@ -148,7 +168,12 @@ fn pair_renames(pairs: &mut Vec<FilePair>) {
 }
 
 /// Builds the instance for `unit`, applying every per-unit filter (not dedup).
-pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) -> Result<Extracted, Outcome> {
+pub fn extract(
+    repo: &Repo,
+    repo_name: &str,
+    unit: &Unit,
+    cfg: &FilterConfig,
+) -> Result<Extracted, Outcome> {
     if rules::is_bot(&unit.author, &unit.title, &unit.body) {
         return Err(Outcome::Reject(Reject::Bot));
     }
@@ -158,7 +183,11 @@ pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) ->
     if unit.changes.len() > cfg.max_files {
         return Err(Outcome::Reject(Reject::TooManyFiles));
     }
-    let mut stats = Stats { files_changed: unit.changes.len(), commits: unit.commits.len(), ..Stats::default() };
+    let mut stats = Stats {
+        files_changed: unit.changes.len(),
+        commits: unit.commits.len(),
+        ..Stats::default()
+    };
     let mut pairs = Vec::new();
     for ch in &unit.changes {
         let old = load_side(repo, &ch.old_path, ch.old, cfg, &mut stats)?;
@@ -170,7 +199,11 @@ pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) ->
         };
         // A file that is binary/symlink/submodule on either side is left out of the patch.
         if let (Ok(old), Ok(new)) = (text(old), text(new)) {
-            pairs.push(FilePair { old, new, similarity: None });
+            pairs.push(FilePair {
+                old,
+                new,
+                similarity: None,
+            });
         }
     }
     pair_renames(&mut pairs);
@@ -208,7 +241,10 @@ pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) ->
             oracle_new_content.insert(new.path.clone(), new.text.clone());
         }
     }
-    if oracle_patch.is_empty() && test_patch.is_empty() && stats.skipped_binary + stats.skipped_symlink + stats.skipped_submodule == 0 {
+    if oracle_patch.is_empty()
+        && test_patch.is_empty()
+        && stats.skipped_binary + stats.skipped_symlink + stats.skipped_submodule == 0
+    {
         return Err(Outcome::Reject(Reject::Empty));
     }
     if stats.lines_added + stats.lines_removed > cfg.max_changed_lines {
@@ -221,8 +257,15 @@ pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) ->
     let relevant_files = match unit.base {
         Some(base) => {
             let base_tree = repo.commit(base).map_err(Outcome::Corrupt)?.tree;
-            relevant::choose(repo, base_tree, &unit.cochange, &modified, &code_context, cfg)
-                .map_err(Outcome::Corrupt)?
+            relevant::choose(
+                repo,
+                base_tree,
+                &unit.cochange,
+                &modified,
+                &code_context,
+                cfg,
+            )
+            .map_err(Outcome::Corrupt)?
         }
         None => Vec::new(),
     };
@@ -231,11 +274,16 @@ pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) ->
     }
     let relevant_files: Vec<RelevantFile> = relevant_files.into_iter().map(|(rf, _)| rf).collect();
 
-    let (owner_repo, suffix) = (repo_name.replace('/', "__"), match unit.pr_number {
-        Some(n) => n.to_string(),
-        None => unit.head.to_string()[..12].to_string(),
-    });
-    let problem_statement = format!("{}\n\n{}", unit.title, unit.body).trim().to_string();
+    let (owner_repo, suffix) = (
+        repo_name.replace('/', "__"),
+        match unit.pr_number {
+            Some(n) => n.to_string(),
+            None => unit.head.to_string()[..12].to_string(),
+        },
+    );
+    let problem_statement = format!("{}\n\n{}", unit.title, unit.body)
+        .trim()
+        .to_string();
     let patch_hash = diff::normalized_hash(&format!("{oracle_patch}{test_patch}"));
     let instance = Instance {
         id: format!("{owner_repo}-{suffix}"),
@@ -260,13 +308,27 @@ pub fn extract(repo: &Repo, repo_name: &str, unit: &Unit, cfg: &FilterConfig) ->
         relevant_files,
         stats,
     };
-    Ok(Extracted { instance, first_commit_at: unit.first_commit_at, patch_hash, ref_text: unit.ref_text.clone() })
+    Ok(Extracted {
+        instance,
+        first_commit_at: unit.first_commit_at,
+        patch_hash,
+        ref_text: unit.ref_text.clone(),
+    })
 }
 
 fn side(f: &Option<FileText>) -> Option<Side<'_>> {
-    f.as_ref().map(|f| Side { path: &f.path, mode: f.mode, id: &f.id, text: &f.text })
+    f.as_ref().map(|f| Side {
+        path: &f.path,
+        mode: f.mode,
+        id: &f.id,
+        text: &f.text,
+    })
 }
 
 fn path_of(p: &FilePair) -> &str {
-    p.new.as_ref().or(p.old.as_ref()).map(|f| f.path.as_str()).unwrap_or("")
+    p.new
+        .as_ref()
+        .or(p.old.as_ref())
+        .map(|f| f.path.as_str())
+        .unwrap_or("")
 }

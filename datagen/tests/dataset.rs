@@ -86,8 +86,18 @@ fn seeded_shuffle_and_rank_sharding() {
     all.sort();
     assert_eq!(all, (0..50).collect::<Vec<_>>());
     assert!(parts.iter().all(|p| p.len() == 16 || p.len() == 17));
-    let firsts: Vec<String> = ds.iter_shuffled(7, 1, 3).take(2).map(|r| r.unwrap().id).collect();
-    assert_eq!(firsts, vec![format!("o__r-{}", parts[1][0]), format!("o__r-{}", parts[1][1])]);
+    let firsts: Vec<String> = ds
+        .iter_shuffled(7, 1, 3)
+        .take(2)
+        .map(|r| r.unwrap().id)
+        .collect();
+    assert_eq!(
+        firsts,
+        vec![
+            format!("o__r-{}", parts[1][0]),
+            format!("o__r-{}", parts[1][1])
+        ]
+    );
 }
 
 fn corrupt(path: &Path, at: usize, byte: u8) {
@@ -117,14 +127,32 @@ fn rejects_bad_files_with_clear_errors() {
     let check = |mutate: &dyn Fn(&Path), want: &str| {
         std::fs::write(&p, &good).unwrap();
         mutate(&p);
-        let e = Shard::open(&p).and_then(|s| (0..s.len()).try_for_each(|i| s.get(i).map(|_| ()))).unwrap_err().to_string();
-        assert!(e.contains(want) && e.contains("x.swrl"), "want {want:?}, got {e}");
+        let e = Shard::open(&p)
+            .and_then(|s| (0..s.len()).try_for_each(|i| s.get(i).map(|_| ())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(want) && e.contains("x.swrl"),
+            "want {want:?}, got {e}"
+        );
     };
     check(&|p| corrupt(p, 8, 2), "format version 2");
     check(&|p| corrupt(p, 20, 1), "header checksum");
-    check(&|p| std::fs::write(p, &good[..good.len() - 5]).unwrap(), "truncated");
+    check(
+        &|p| std::fs::write(p, &good[..good.len() - 5]).unwrap(),
+        "truncated",
+    );
     check(&|p| std::fs::write(p, &good[..10]).unwrap(), "shorter than");
     check(&|p| corrupt(p, good.len() - 3, 0xAB), "index checksum");
     check(&|p| corrupt(p, HEADER_LEN + 5, b'#'), "corrupt record");
-    check(&|p| std::fs::write(p, b"not a shard at all, just some text that is long enough to have a header...").unwrap(), "bad magic");
+    check(
+        &|p| {
+            std::fs::write(
+                p,
+                b"not a shard at all, just some text that is long enough to have a header...",
+            )
+            .unwrap()
+        },
+        "bad magic",
+    );
 }

@@ -20,16 +20,25 @@ fn write_gz(path: &Path, lines: &[serde_json::Value]) {
 #[test]
 fn events_fill_pr_text_issues_and_hints() {
     let tmp = tempfile::tempdir().unwrap();
-    let r = TestRepo::init(&tmp.path().join("w"), Some("https://github.com/acme/widgets"));
+    let r = TestRepo::init(
+        &tmp.path().join("w"),
+        Some("https://github.com/acme/widgets"),
+    );
     r.write("src/a.py", "def f(x):\n    return x\n");
     r.commit("init");
     let base = r.head();
     r.git(&["checkout", "-q", "-b", "fix"]);
-    r.write("src/a.py", "def f(x):\n    if x is None:\n        return 0\n    return x\n");
+    r.write(
+        "src/a.py",
+        "def f(x):\n    if x is None:\n        return 0\n    return x\n",
+    );
     r.commit("Handle it");
     r.git(&["checkout", "-q", "main"]);
     r.merge_pr("fix", 1, "alice/fix", "Handle None");
-    r.write("src/a.py", "def f(x):\n    if x is None:\n        return -1\n    return x\n");
+    r.write(
+        "src/a.py",
+        "def f(x):\n    if x is None:\n        return -1\n    return x\n",
+    );
     r.commit("Other (#2)");
 
     let ev = tmp.path().join("events");
@@ -71,12 +80,24 @@ fn events_fill_pr_text_issues_and_hints() {
     assert_eq!(events.repos["acme/widgets"].prs[&1].review_comments, 1);
 
     let (insts, report) = mine(&[&r.dir], MineOptions::default(), Some(events));
-    assert_eq!((report.events_read, report.events_trimmed, report.prs_enriched), (8, 1, 2), "{}", report.table());
+    assert_eq!(
+        (
+            report.events_read,
+            report.events_trimmed,
+            report.prs_enriched
+        ),
+        (8, 1, 2),
+        "{}",
+        report.table()
+    );
     let p1 = insts.iter().find(|i| i.pr_number == Some(1)).unwrap();
     assert_eq!(p1.base_commit, base);
     assert_eq!(p1.title, "Handle None in f");
     assert_eq!(p1.linked_issues, vec![12, 13]);
-    assert_eq!(p1.problem_statement, "Crash on None\nf(None) raises.\n\nDocs\nSay what None does.");
+    assert_eq!(
+        p1.problem_statement,
+        "Crash on None\nf(None) raises.\n\nDocs\nSay what None does."
+    );
     // Only the comment written before the PR's first commit is a hint.
     assert_eq!(p1.hints, "Check for None first.");
     // The trimmed PR keeps the text recovered from git.
@@ -88,7 +109,11 @@ fn events_fill_pr_text_issues_and_hints() {
 #[test]
 fn malformed_event_lines_name_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("bad.json"), "{\"type\": \"IssuesEvent\"}\n{not json\n").unwrap();
+    std::fs::write(
+        tmp.path().join("bad.json"),
+        "{\"type\": \"IssuesEvent\"}\n{not json\n",
+    )
+    .unwrap();
     let err = Events::load(tmp.path(), None).err().unwrap().to_string();
     assert!(err.contains("bad.json line 2"), "{err}");
 }

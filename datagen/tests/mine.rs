@@ -36,36 +36,81 @@ fn build(dir: &Path) -> Fixture {
     // 1. --no-ff PR merge with a code change, a test change and `Fixes #12`.
     ids.insert("base1", r.head());
     r.git(&["checkout", "-q", "-b", "feature-1"]);
-    r.write("src/app.py", r.read("src/app.py").replace("def run(x):\n", "def run(x):\n    if x is None:\n        return 0\n"));
-    r.write("tests/test_app.py", format!("{TEST}\ndef test_none():\n    assert run(None) == 0\n"));
+    r.write(
+        "src/app.py",
+        r.read("src/app.py").replace(
+            "def run(x):\n",
+            "def run(x):\n    if x is None:\n        return 0\n",
+        ),
+    );
+    r.write(
+        "tests/test_app.py",
+        format!("{TEST}\ndef test_none():\n    assert run(None) == 0\n"),
+    );
     ids.insert("pr1_head", r.commit("Handle None input\n\nFixes #12"));
     r.git(&["checkout", "-q", "main"]);
-    ids.insert("merge1", r.merge_pr("feature-1", 1, "alice/feature-1", "Fix crash on None"));
+    ids.insert(
+        "merge1",
+        r.merge_pr("feature-1", 1, "alice/feature-1", "Fix crash on None"),
+    );
 
     // 2. Squash merge `Title (#N)`.
-    r.write("src/util.py", r.read("src/util.py").replace("return x + 1  # inc", "return int(x) + 1"));
-    ids.insert("squash2", r.commit("Coerce helper input (#2)\n\nresolves #20"));
+    r.write(
+        "src/util.py",
+        r.read("src/util.py")
+            .replace("return x + 1  # inc", "return int(x) + 1"),
+    );
+    ids.insert(
+        "squash2",
+        r.commit("Coerce helper input (#2)\n\nresolves #20"),
+    );
 
     // 3. PR whose target branch moved on: merge base != first parent.
     ids.insert("base3", r.head());
     r.git(&["checkout", "-q", "-b", "feature-3"]);
-    r.write("src/app.py", r.read("src/app.py").replace("def main():", "def negate(x):\n    return -run(x)\n\n\ndef main():"));
+    r.write(
+        "src/app.py",
+        r.read("src/app.py").replace(
+            "def main():",
+            "def negate(x):\n    return -run(x)\n\n\ndef main():",
+        ),
+    );
     ids.insert("pr3_head", r.commit("Add negate"));
     r.git(&["checkout", "-q", "main"]);
-    r.write("src/util.py", r.read("src/util.py").replace("def helper(x):", "def helper(x):\n    \"\"\"Increment.\"\"\""));
+    r.write(
+        "src/util.py",
+        r.read("src/util.py").replace(
+            "def helper(x):",
+            "def helper(x):\n    \"\"\"Increment.\"\"\"",
+        ),
+    );
     ids.insert("moved_on", r.commit("Document helper"));
-    ids.insert("merge3", r.merge_pr("feature-3", 3, "bob/feature-3", "Add negate"));
+    ids.insert(
+        "merge3",
+        r.merge_pr("feature-3", 3, "bob/feature-3", "Add negate"),
+    );
 
     // 4. Rename with an edit (squash).
     r.git(&["mv", "src/util.py", "src/helpers.py"]);
-    r.write("src/helpers.py", r.read("src/helpers.py") + "\n\ndef twice(x):\n    return 2 * x\n");
-    r.write("src/app.py", r.read("src/app.py").replace("from src.util import", "from src.helpers import"));
+    r.write(
+        "src/helpers.py",
+        r.read("src/helpers.py") + "\n\ndef twice(x):\n    return 2 * x\n",
+    );
+    r.write(
+        "src/app.py",
+        r.read("src/app.py")
+            .replace("from src.util import", "from src.helpers import"),
+    );
     ids.insert("rename5", r.commit("Rename util to helpers (#5)"));
 
     // 5. Binary file and symlink next to a code change.
     r.write("logo2.png", [0u8, 159, 146, 150, 0, 1]);
     std::os::unix::fs::symlink("app.py", dir.join("src/link.py")).unwrap();
-    r.write("src/app.py", r.read("src/app.py").replace("print(run(2))", "print(run(3))"));
+    r.write(
+        "src/app.py",
+        r.read("src/app.py")
+            .replace("print(run(2))", "print(run(3))"),
+    );
     ids.insert("binary6", r.commit("Use new logo (#6)"));
 
     // 6. Bot PR (merge commit, bot author) touching the lock file.
@@ -75,14 +120,22 @@ fn build(dir: &Path) -> Fixture {
     r.commit("Bump lodash from 4.1.0 to 4.2.0");
     r.set_author("Alice", "alice@example.com");
     r.git(&["checkout", "-q", "main"]);
-    r.merge_pr("dependabot/npm/lodash", 7, "acme/dependabot/npm/lodash", "Bump lodash from 4.1.0 to 4.2.0");
+    r.merge_pr(
+        "dependabot/npm/lodash",
+        7,
+        "acme/dependabot/npm/lodash",
+        "Bump lodash from 4.1.0 to 4.2.0",
+    );
 
     // 7. Lock-file-only PR by a human.
     r.write("package-lock.json", "{\n  \"lockfileVersion\": 4\n}\n");
     r.commit("Regenerate lockfile (#8)");
 
     // 8. Test-only PR.
-    r.write("tests/test_app.py", r.read("tests/test_app.py") + "\ndef test_two():\n    assert run(2) == 3\n");
+    r.write(
+        "tests/test_app.py",
+        r.read("tests/test_app.py") + "\ndef test_two():\n    assert run(2) == 3\n",
+    );
     r.commit("More tests (#9)");
 
     // 9. Non-UTF-8 content.
@@ -91,20 +144,35 @@ fn build(dir: &Path) -> Fixture {
 
     // 10. Submodule pointer (gitlink) plus a code change.
     let sub = r.git(&["rev-parse", "HEAD"]);
-    r.git(&["update-index", "--add", "--cacheinfo", &format!("160000,{sub},vendorlib")]);
-    r.write("src/app.py", r.read("src/app.py").replace("print(run(3))", "print(run(4))"));
+    r.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{sub},vendorlib"),
+    ]);
+    r.write(
+        "src/app.py",
+        r.read("src/app.py")
+            .replace("print(run(3))", "print(run(4))"),
+    );
     r.git(&["add", "src/app.py"]);
     ids.insert("sub11", r.commit_staged("Pin vendorlib (#11)"));
     std::fs::create_dir_all(dir.join("vendorlib")).unwrap();
 
     // 11. Plain commit without a PR number (only mined with --all-commits).
-    r.write("src/helpers.py", r.read("src/helpers.py").replace("2 * x", "x * 2"));
+    r.write(
+        "src/helpers.py",
+        r.read("src/helpers.py").replace("2 * x", "x * 2"),
+    );
     ids.insert("plain", r.commit("Tidy twice"));
     Fixture { repo: r, ids }
 }
 
 fn by_pr(instances: &[Instance]) -> BTreeMap<u64, &Instance> {
-    instances.iter().filter_map(|i| i.pr_number.map(|n| (n, i))).collect()
+    instances
+        .iter()
+        .filter_map(|i| i.pr_number.map(|n| (n, i)))
+        .collect()
 }
 
 #[test]
@@ -113,7 +181,12 @@ fn merged_prs_become_exact_instances() {
     let fx = build(&tmp.path().join("widgets"));
     let (insts, report) = mine(&[&fx.repo.dir], MineOptions::default(), None);
     let prs = by_pr(&insts);
-    assert_eq!(prs.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3, 5, 6, 11], "{}", report.table());
+    assert_eq!(
+        prs.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, 5, 6, 11],
+        "{}",
+        report.table()
+    );
 
     let p1 = prs[&1];
     assert_eq!(p1.id, "acme__widgets-1");
@@ -125,7 +198,10 @@ fn merged_prs_become_exact_instances() {
     assert_eq!(p1.commits, vec![fx.ids["pr1_head"].clone()]);
     assert_eq!(p1.title, "Fix crash on None");
     assert_eq!(p1.linked_issues, vec![12]);
-    assert_eq!(p1.created_at, datagen::instance::rfc3339(1_700_000_000 + 4 * 60));
+    assert_eq!(
+        p1.created_at,
+        datagen::instance::rfc3339(1_700_000_000 + 4 * 60)
+    );
     assert_eq!(
         p1.oracle_patch,
         format!(
@@ -134,14 +210,34 @@ fn merged_prs_become_exact_instances() {
             &blob(&fx.repo, &fx.ids["pr1_head"], "src/app.py")[..7]
         )
     );
-    assert!(p1.test_patch.starts_with("diff --git a/tests/test_app.py b/tests/test_app.py\n"), "{}", p1.test_patch);
+    assert!(
+        p1.test_patch
+            .starts_with("diff --git a/tests/test_app.py b/tests/test_app.py\n"),
+        "{}",
+        p1.test_patch
+    );
     assert!(p1.test_patch.contains("+def test_none():\n"));
     // Context: the modified code file at base plus util.py, chosen by co-change history.
-    assert_eq!(p1.code_context.keys().collect::<Vec<_>>(), vec!["src/app.py", "src/util.py"]);
-    assert_eq!(p1.code_context["src/util.py"], UTIL.replace("x + 1", "x + 1  # inc"));
+    assert_eq!(
+        p1.code_context.keys().collect::<Vec<_>>(),
+        vec!["src/app.py", "src/util.py"]
+    );
+    assert_eq!(
+        p1.code_context["src/util.py"],
+        UTIL.replace("x + 1", "x + 1  # inc")
+    );
     assert_eq!(p1.relevant_files.len(), 1);
-    assert_eq!((p1.relevant_files[0].path.as_str(), p1.relevant_files[0].method.as_str()), ("src/util.py", "co-change"));
-    assert_eq!(p1.oracle_new_content.keys().collect::<Vec<_>>(), vec!["src/app.py"]);
+    assert_eq!(
+        (
+            p1.relevant_files[0].path.as_str(),
+            p1.relevant_files[0].method.as_str()
+        ),
+        ("src/util.py", "co-change")
+    );
+    assert_eq!(
+        p1.oracle_new_content.keys().collect::<Vec<_>>(),
+        vec!["src/app.py"]
+    );
     assert_eq!(p1.stats.code_files, 1);
     assert_eq!(p1.stats.test_files, 1);
     assert_eq!((p1.stats.lines_added, p1.stats.lines_removed), (2 + 3, 0));
@@ -158,10 +254,19 @@ fn merged_prs_become_exact_instances() {
     let p3 = prs[&3];
     assert_eq!(p3.base_commit, fx.ids["base3"]);
     assert_ne!(p3.base_commit, fx.ids["moved_on"]);
-    assert!(p3.oracle_patch.contains("+def negate(x):") && !p3.oracle_patch.contains("util.py"), "{}", p3.oracle_patch);
+    assert!(
+        p3.oracle_patch.contains("+def negate(x):") && !p3.oracle_patch.contains("util.py"),
+        "{}",
+        p3.oracle_patch
+    );
 
     let p5 = prs[&5];
-    assert!(p5.oracle_patch.contains("rename from src/util.py\nrename to src/helpers.py\n"), "{}", p5.oracle_patch);
+    assert!(
+        p5.oracle_patch
+            .contains("rename from src/util.py\nrename to src/helpers.py\n"),
+        "{}",
+        p5.oracle_patch
+    );
     assert_eq!(p5.stats.renames, 1);
 
     let p6 = prs[&6];
@@ -172,8 +277,17 @@ fn merged_prs_become_exact_instances() {
     // Filters, each counted.
     assert_eq!(report.units, 10, "{}", report.table());
     assert_eq!(report.kept, 6);
-    let rejected: Vec<(&str, u64)> = report.rejected.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(rejected, vec![("bot", 1), ("noise_only", 2), ("non_utf8", 1)], "{}", report.table());
+    let rejected: Vec<(&str, u64)> = report
+        .rejected
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![("bot", 1), ("noise_only", 2), ("non_utf8", 1)],
+        "{}",
+        report.table()
+    );
 }
 
 fn blob(r: &TestRepo, commit: &str, path: &str) -> String {
@@ -184,13 +298,35 @@ fn blob(r: &TestRepo, commit: &str, path: &str) -> String {
 fn oracle_and_test_patches_apply_with_git() {
     let tmp = tempfile::tempdir().unwrap();
     let fx = build(&tmp.path().join("widgets"));
-    let (insts, _) = mine(&[&fx.repo.dir], MineOptions { all_commits: true, ..MineOptions::default() }, None);
+    let (insts, _) = mine(
+        &[&fx.repo.dir],
+        MineOptions {
+            all_commits: true,
+            ..MineOptions::default()
+        },
+        None,
+    );
     assert!(insts.len() >= 6);
     let wt = tmp.path().join("wt");
     for inst in insts.iter().filter(|i| !i.base_commit.is_empty()) {
         let _ = std::fs::remove_dir_all(&wt);
-        let out = git_in(&fx.repo.dir, &["worktree", "add", "-q", "--detach", "-f", wt.to_str().unwrap(), &inst.base_commit]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = git_in(
+            &fx.repo.dir,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                "-f",
+                wt.to_str().unwrap(),
+                &inst.base_commit,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for (name, patch) in [("oracle", &inst.oracle_patch), ("test", &inst.test_patch)] {
             if patch.is_empty() {
                 continue;
@@ -198,16 +334,37 @@ fn oracle_and_test_patches_apply_with_git() {
             let pf = tmp.path().join(format!("{name}.diff"));
             std::fs::write(&pf, patch).unwrap();
             let out = git_in(&wt, &["apply", pf.to_str().unwrap()]);
-            assert!(out.status.success(), "{} {name} patch: {}\n{patch}", inst.id, String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{} {name} patch: {}\n{patch}",
+                inst.id,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         for (path, content) in &inst.oracle_new_content {
-            assert_eq!(&std::fs::read_to_string(wt.join(path)).unwrap(), content, "{} {path}", inst.id);
+            assert_eq!(
+                &std::fs::read_to_string(wt.join(path)).unwrap(),
+                content,
+                "{} {path}",
+                inst.id
+            );
         }
         for (path, content) in &inst.code_context {
-            let at_base = git_in(&fx.repo.dir, &["show", &format!("{}:{path}", inst.base_commit)]);
-            assert_eq!(&String::from_utf8_lossy(&at_base.stdout), content, "{} {path}", inst.id);
+            let at_base = git_in(
+                &fx.repo.dir,
+                &["show", &format!("{}:{path}", inst.base_commit)],
+            );
+            assert_eq!(
+                &String::from_utf8_lossy(&at_base.stdout),
+                content,
+                "{} {path}",
+                inst.id
+            );
         }
-        git_in(&fx.repo.dir, &["worktree", "remove", "--force", wt.to_str().unwrap()]);
+        git_in(
+            &fx.repo.dir,
+            &["worktree", "remove", "--force", wt.to_str().unwrap()],
+        );
     }
 }
 
@@ -215,18 +372,51 @@ fn oracle_and_test_patches_apply_with_git() {
 fn all_commits_mode_and_dedup_across_repositories() {
     let tmp = tempfile::tempdir().unwrap();
     let fx = build(&tmp.path().join("widgets"));
-    let (insts, report) = mine(&[&fx.repo.dir], MineOptions { all_commits: true, ..MineOptions::default() }, None);
-    let plain = insts.iter().find(|i| i.merge_commit == fx.ids["plain"]).expect("plain commit mined");
+    let (insts, report) = mine(
+        &[&fx.repo.dir],
+        MineOptions {
+            all_commits: true,
+            ..MineOptions::default()
+        },
+        None,
+    );
+    let plain = insts
+        .iter()
+        .find(|i| i.merge_commit == fx.ids["plain"])
+        .expect("plain commit mined");
     assert_eq!((plain.kind, plain.pr_number), (UnitKind::Commit, None));
-    assert_eq!(plain.id, format!("acme__widgets-{}", &fx.ids["plain"][..12]));
+    assert_eq!(
+        plain.id,
+        format!("acme__widgets-{}", &fx.ids["plain"][..12])
+    );
     // The one-commit PR #1 and its merge carry the same patch: one is a duplicate.
-    assert!(report.rejected.get("duplicate").copied().unwrap_or(0) >= 1, "{}", report.table());
+    assert!(
+        report.rejected.get("duplicate").copied().unwrap_or(0) >= 1,
+        "{}",
+        report.table()
+    );
 
     // A fork with the same history: every instance is a duplicate of the first repo's.
     let fork = tmp.path().join("fork");
-    let out = git_in(tmp.path(), &["clone", "-q", fx.repo.dir.to_str().unwrap(), fork.to_str().unwrap()]);
+    let out = git_in(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            fx.repo.dir.to_str().unwrap(),
+            fork.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success());
-    git_in(&fork, &["remote", "set-url", "origin", "https://github.com/bob/widgets"]);
+    git_in(
+        &fork,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "https://github.com/bob/widgets",
+        ],
+    );
     let (insts2, report2) = mine(&[&fx.repo.dir, &fork], MineOptions::default(), None);
     assert_eq!(report2.repos, 2);
     assert!(insts2.iter().all(|i| i.repo == "acme/widgets"));
@@ -236,7 +426,10 @@ fn all_commits_mode_and_dedup_across_repositories() {
 #[test]
 fn decontamination_empty_and_shallow_repositories() {
     let tmp = tempfile::tempdir().unwrap();
-    let dj = TestRepo::init(&tmp.path().join("dj"), Some("git@github.com:django/django.git"));
+    let dj = TestRepo::init(
+        &tmp.path().join("dj"),
+        Some("git@github.com:django/django.git"),
+    );
     dj.write("a.py", "x = 1\n");
     dj.commit("init");
     dj.write("a.py", "x = 2\n");
@@ -244,21 +437,54 @@ fn decontamination_empty_and_shallow_repositories() {
     let empty = TestRepo::init(&tmp.path().join("empty"), None);
     let (insts, report) = mine(&[&dj.dir, &empty.dir], MineOptions::default(), None);
     assert!(insts.is_empty());
-    assert_eq!(report.repos_decontaminated, vec!["django/django".to_string()]);
+    assert_eq!(
+        report.repos_decontaminated,
+        vec!["django/django".to_string()]
+    );
     assert_eq!(report.repos_empty, vec!["local/empty".to_string()]);
 
     // Bare clones work; shallow ones are refused with a message that says what to do.
     let bare = tmp.path().join("bare.git");
-    git_in(tmp.path(), &["clone", "-q", "--bare", dj.dir.to_str().unwrap(), bare.to_str().unwrap()]);
-    let opts = MineOptions { filter: datagen::FilterConfig { decontaminate: vec![], ..Default::default() }, ..Default::default() };
+    git_in(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            dj.dir.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let opts = MineOptions {
+        filter: datagen::FilterConfig {
+            decontaminate: vec![],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let (insts, _) = mine(&[&bare], opts.clone(), None);
     assert_eq!(insts.len(), 1);
     let shallow = tmp.path().join("shallow");
     let url = format!("file://{}", dj.dir.display());
-    git_in(tmp.path(), &["clone", "-q", "--depth", "1", &url, shallow.to_str().unwrap()]);
+    git_in(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &url,
+            shallow.to_str().unwrap(),
+        ],
+    );
     let mut miner = datagen::Miner::new(opts, None).unwrap();
-    let err = miner.mine_repo(&shallow, None, &mut |_| Ok(()), &mut |_| {}).unwrap_err();
-    assert!(err.to_string().contains("shallow clone") && err.to_string().contains("--unshallow"), "{err}");
+    let err = miner
+        .mine_repo(&shallow, None, &mut |_| Ok(()), &mut |_| {})
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("shallow clone") && err.to_string().contains("--unshallow"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -274,7 +500,10 @@ fn corrupt_objects_are_skipped_and_counted() {
     let blob = r.git(&["rev-parse", "HEAD~1:a.py"]);
     std::fs::remove_file(r.dir.join(".git/objects").join(&blob[..2]).join(&blob[2..])).unwrap();
     let (insts, report) = mine(&[&r.dir], MineOptions::default(), None);
-    assert_eq!(insts.iter().map(|i| i.pr_number).collect::<Vec<_>>(), vec![Some(2)]);
+    assert_eq!(
+        insts.iter().map(|i| i.pr_number).collect::<Vec<_>>(),
+        vec![Some(2)]
+    );
     assert_eq!(report.rejected["corrupt_object"], 1, "{}", report.table());
 }
 
@@ -290,14 +519,42 @@ fn swebench_export_then_import_round_trips() {
         assert_eq!(v["patch"], inst.oracle_patch.as_str());
         assert_eq!(v["hints_text"], inst.hints.as_str());
         let back = datagen::swebench::import_record(&v, &repo, Path::new("x.jsonl"), 1).unwrap();
-        assert_eq!(back.oracle_new_content, inst.oracle_new_content, "{}", inst.id);
-        let modified: Vec<&String> = inst.code_context.keys().filter(|k| !inst.relevant_files.iter().any(|r| &r.path == *k)).collect();
-        assert_eq!(back.code_context.keys().collect::<Vec<_>>(), modified, "{}", inst.id);
-        assert_eq!((back.pr_number, back.kind), (inst.pr_number, UnitKind::Swebench));
+        assert_eq!(
+            back.oracle_new_content, inst.oracle_new_content,
+            "{}",
+            inst.id
+        );
+        let modified: Vec<&String> = inst
+            .code_context
+            .keys()
+            .filter(|k| !inst.relevant_files.iter().any(|r| &r.path == *k))
+            .collect();
+        assert_eq!(
+            back.code_context.keys().collect::<Vec<_>>(),
+            modified,
+            "{}",
+            inst.id
+        );
+        assert_eq!(
+            (back.pr_number, back.kind),
+            (inst.pr_number, UnitKind::Swebench)
+        );
     }
-    assert_eq!(datagen::swebench::find_clone(tmp.path(), "acme/widgets").unwrap(), tmp.path().join("widgets"));
+    assert_eq!(
+        datagen::swebench::find_clone(tmp.path(), "acme/widgets").unwrap(),
+        tmp.path().join("widgets")
+    );
     let mut bad = datagen::swebench::to_swebench(&insts[0]);
-    bad["patch"] = serde_json::Value::from(insts[0].oracle_patch.replace("     return helper(x)", "     return nothing"));
-    let err = datagen::swebench::import_record(&bad, &repo, Path::new("x.jsonl"), 3).unwrap_err().to_string();
-    assert!(err.contains("x.jsonl line 3") && err.contains("does not apply"), "{err}");
+    bad["patch"] = serde_json::Value::from(
+        insts[0]
+            .oracle_patch
+            .replace("     return helper(x)", "     return nothing"),
+    );
+    let err = datagen::swebench::import_record(&bad, &repo, Path::new("x.jsonl"), 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.jsonl line 3") && err.contains("does not apply"),
+        "{err}"
+    );
 }

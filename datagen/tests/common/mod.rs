@@ -17,7 +17,11 @@ pub struct TestRepo {
 impl TestRepo {
     pub fn init(dir: &Path, origin: Option<&str>) -> TestRepo {
         std::fs::create_dir_all(dir).unwrap();
-        let r = TestRepo { dir: dir.to_owned(), clock: Cell::new(1_700_000_000), author: std::cell::RefCell::new(("Alice".into(), "alice@example.com".into())) };
+        let r = TestRepo {
+            dir: dir.to_owned(),
+            clock: Cell::new(1_700_000_000),
+            author: std::cell::RefCell::new(("Alice".into(), "alice@example.com".into())),
+        };
         r.git(&["init", "-q", "-b", "main"]);
         if let Some(url) = origin {
             r.git(&["remote", "add", "origin", url]);
@@ -41,7 +45,11 @@ impl TestRepo {
             .env("GIT_COMMITTER_DATE", format!("@{t} +0000"))
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -90,21 +98,50 @@ impl TestRepo {
     /// `git merge --no-ff` with GitHub's message layout.
     pub fn merge_pr(&self, branch: &str, n: u64, from: &str, title: &str) -> String {
         self.tick();
-        self.git(&["merge", "-q", "--no-ff", branch, "-m", &format!("Merge pull request #{n} from {from}"), "-m", title]);
+        self.git(&[
+            "merge",
+            "-q",
+            "--no-ff",
+            branch,
+            "-m",
+            &format!("Merge pull request #{n} from {from}"),
+            "-m",
+            title,
+        ]);
         self.head()
     }
 }
 
 /// Mines `repos` with one miner (dedup spans them) and returns instances and the report.
-pub fn mine(repos: &[&Path], opts: MineOptions, events: Option<datagen::Events>) -> (Vec<Instance>, Report) {
+pub fn mine(
+    repos: &[&Path],
+    opts: MineOptions,
+    events: Option<datagen::Events>,
+) -> (Vec<Instance>, Report) {
     let mut miner = Miner::new(opts, events).unwrap();
     let mut out = Vec::new();
     for r in repos {
-        miner.mine_repo(r, None, &mut |i| { out.push(i); Ok(()) }, &mut |_| {}).unwrap();
+        miner
+            .mine_repo(
+                r,
+                None,
+                &mut |i| {
+                    out.push(i);
+                    Ok(())
+                },
+                &mut |_| {},
+            )
+            .unwrap();
     }
     (out, miner.report.clone())
 }
 
 pub fn git_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git").args(args).current_dir(dir).env("GIT_CONFIG_NOSYSTEM", "1").env("GIT_CONFIG_GLOBAL", "/dev/null").output().unwrap()
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap()
 }

@@ -60,7 +60,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let ds = Dataset::open(&dir)?;
             let sink: Box<dyn Write> = match &out {
-                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut w = BufWriter::new(sink);
@@ -79,12 +82,27 @@ fn stats(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let ds = Dataset::open(dir)?;
     let mut per_repo: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
-    let (mut lines, mut files, mut ctx_bytes, mut with_issue, mut with_tests, mut relevant, mut bytes) = (0usize, 0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
+    let (
+        mut lines,
+        mut files,
+        mut ctx_bytes,
+        mut with_issue,
+        mut with_tests,
+        mut relevant,
+        mut bytes,
+    ) = (0usize, 0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
     for i in 0..ds.len() {
         bytes += ds.get_bytes(i)?.len();
         let inst = ds.get(i)?;
         *per_repo.entry(inst.repo.clone()).or_default() += 1;
-        *per_kind.entry(serde_json::to_value(inst.kind)?.as_str().unwrap_or("?").to_string()).or_default() += 1;
+        *per_kind
+            .entry(
+                serde_json::to_value(inst.kind)?
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+            )
+            .or_default() += 1;
         lines += inst.stats.lines_added + inst.stats.lines_removed;
         files += inst.stats.files_changed;
         ctx_bytes += inst.code_context.values().map(String::len).sum::<usize>();
@@ -104,7 +122,12 @@ fn stats(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("{} instances in {} shard(s), {} bytes of records", ds.len(), ds.shards().len(), bytes);
+    println!(
+        "{} instances in {} shard(s), {} bytes of records",
+        ds.len(),
+        ds.shards().len(),
+        bytes
+    );
     for (k, c) in &per_kind {
         println!("  kind {k:<10} {c}");
     }
@@ -123,7 +146,11 @@ fn stats(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn import(file: &std::path::Path, repos: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+fn import(
+    file: &std::path::Path,
+    repos: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut writer = DatasetWriter::create(out, 10_000, 1 << 30)?;
     let mut opened: HashMap<String, datagen::git::Repo> = HashMap::new();
@@ -133,11 +160,20 @@ fn import(file: &std::path::Path, repos: &std::path::Path, out: &std::path::Path
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{} line {}: invalid JSON", file.display(), n + 1))?;
-        let name = v.get("repo").and_then(|r| r.as_str()).with_context(|| format!("{} line {}: no `repo` field", file.display(), n + 1))?.to_string();
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {}: invalid JSON", file.display(), n + 1))?;
+        let name = v
+            .get("repo")
+            .and_then(|r| r.as_str())
+            .with_context(|| format!("{} line {}: no `repo` field", file.display(), n + 1))?
+            .to_string();
         if !opened.contains_key(&name) {
             let Some(path) = datagen::swebench::find_clone(repos, &name) else {
-                bail!("no clone of {name} under {} (looked for {}, {name}, and the bare name)", repos.display(), name.replace('/', "__"));
+                bail!(
+                    "no clone of {name} under {} (looked for {}, {name}, and the bare name)",
+                    repos.display(),
+                    name.replace('/', "__")
+                );
             };
             opened.insert(name.clone(), datagen::git::Repo::open(&path)?);
         }
@@ -153,7 +189,10 @@ fn import(file: &std::path::Path, repos: &std::path::Path, out: &std::path::Path
         }
     }
     writer.finish()?;
-    eprintln!("imported {ok} instance(s), skipped {failed}, into {}", out.display());
+    eprintln!(
+        "imported {ok} instance(s), skipped {failed}, into {}",
+        out.display()
+    );
     if ok == 0 && failed > 0 {
         bail!("no instance could be imported");
     }

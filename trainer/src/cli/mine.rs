@@ -52,7 +52,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.name.is_some() && args.repos.len() != 1 {
-        bail!("--name needs exactly one repository, got {}", args.repos.len());
+        bail!(
+            "--name needs exactly one repository, got {}",
+            args.repos.len()
+        );
     }
     let mut filter = FilterConfig {
         max_files: args.max_files,
@@ -65,33 +68,63 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         filter.decontaminate.clear();
     }
     filter.decontaminate.extend(args.exclude.iter().cloned());
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let events = match &args.events {
         Some(dir) => {
             let mut names = HashSet::new();
             for r in &args.repos {
                 let repo = datagen::git::Repo::open(r)?;
-                names.insert(args.name.clone().unwrap_or_else(|| datagen::mine::repo_name(&repo)));
+                names.insert(
+                    args.name
+                        .clone()
+                        .unwrap_or_else(|| datagen::mine::repo_name(&repo)),
+                );
             }
-            Some(Events::load(dir, Some(&names)).with_context(|| format!("loading GH Archive events from {}", dir.display()))?)
+            Some(
+                Events::load(dir, Some(&names))
+                    .with_context(|| format!("loading GH Archive events from {}", dir.display()))?,
+            )
         }
         None => None,
     };
-    let opts = MineOptions { all_commits: args.all_commits, jobs, filter, ..MineOptions::default() };
+    let opts = MineOptions {
+        all_commits: args.all_commits,
+        jobs,
+        filter,
+        ..MineOptions::default()
+    };
     let mut miner = Miner::new(opts, events)?;
     let mut writer = DatasetWriter::create(&args.out, args.shard_records, 1 << 30)?;
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .expect("static template"),
+    );
     let start = Instant::now();
     for repo in &args.repos {
         bar.set_prefix(repo.display().to_string());
         let mut progress = |r: &datagen::Report| {
             let rate = r.commits_walked as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("{}: {} commits ({rate:.0}/s), {} units, {} kept", repo.display(), r.commits_walked, r.units, r.kept));
+            bar.set_message(format!(
+                "{}: {} commits ({rate:.0}/s), {} units, {} kept",
+                repo.display(),
+                r.commits_walked,
+                r.units,
+                r.kept
+            ));
             bar.tick();
         };
         miner
-            .mine_repo(repo, args.name.as_deref(), &mut |inst| writer.push(&inst), &mut progress)
+            .mine_repo(
+                repo,
+                args.name.as_deref(),
+                &mut |inst| writer.push(&inst),
+                &mut progress,
+            )
             .with_context(|| format!("mining {}", repo.display()))?;
     }
     let shards = writer.finish()?;
@@ -101,7 +134,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report_json = serde_json::to_string_pretty(report)?;
     let tmp = args.out.join("report.json.tmp");
     std::fs::write(&tmp, &report_json).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, args.out.join("report.json")).with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::rename(&tmp, args.out.join("report.json"))
+        .with_context(|| format!("renaming {}", tmp.display()))?;
     if args.json {
         let mut v = serde_json::to_value(report)?;
         v["seconds"] = serde_json::json!(secs);
