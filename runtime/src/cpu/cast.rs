@@ -18,9 +18,10 @@ pub(crate) fn bf16_to_f32_vec(src: &[bf16]) -> Vec<f32> {
 }
 
 pub(crate) fn f32_to_bf16_slice(src: &[f32], dst: &mut [bf16]) {
-    dst.par_chunks_mut(CHUNK)
+    let bits: &mut [u16] = bytemuck::cast_slice_mut(dst);
+    bits.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
-        .for_each(|(o, s)| o.convert_from_f32_slice(s));
+        .for_each(|(o, s)| super::vec::f32_to_bf16_bits(s, o));
 }
 
 fn convert<I: Element, O: Element>(src: &[I], dst: &mut [O]) {

@@ -166,6 +166,19 @@ simd_fn! {
     }
 }
 
+simd_fn! {
+    /// f32 -> bf16 bits, round to nearest even, NaN kept quiet: bit-identical to
+    /// `half::bf16::from_f32`, but in a form that vectorises.
+    pub(crate) fn f32_to_bf16_bits(src: &[f32], dst: &mut [u16]) {
+        for (o, &x) in dst.iter_mut().zip(src) {
+            let b = x.to_bits();
+            let rounded = b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16;
+            let nan = (b & 0x7FFF_FFFF) > 0x7F80_0000;
+            *o = if nan { ((b >> 16) | 0x0040) as u16 } else { rounded as u16 };
+        }
+    }
+}
+
 /// A strided matrix operand: element `(i, j)` at `ptr + i * rs + j * cs`.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat {

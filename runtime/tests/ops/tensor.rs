@@ -60,6 +60,55 @@ fn casts_round_trip_between_all_dtypes() {
 }
 
 #[test]
+fn f32_to_bf16_rounding_matches_half_on_edge_cases() {
+    let mut v: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        1e-45,
+        -1e-45,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        3.0e38,
+        -3.0e38,
+    ];
+    // exact ties (round to even both ways), just above/below ties, and large exponent ranges
+    for base in [
+        0x3F80_0000u32,
+        0x3F81_0000,
+        0x7F7F_0000,
+        0x0080_0000,
+        0xBF80_0000,
+    ] {
+        for low in [0x7FFFu32, 0x8000, 0x8001, 0xFFFF, 0x0001] {
+            v.push(f32::from_bits(base | low));
+        }
+    }
+    let mut g = rng(7);
+    v.extend((0..1000).map(|_| f32::from_bits(g.next_u64() as u32)));
+    let t = Tensor::from_slice(&v, &[v.len()])
+        .unwrap()
+        .cast(DType::BF16)
+        .unwrap();
+    let got = t.as_slice::<runtime::bf16>().unwrap();
+    for (x, b) in v.iter().zip(got) {
+        let want = runtime::bf16::from_f32(*x);
+        assert_eq!(
+            b.to_bits(),
+            want.to_bits(),
+            "bf16 of {x:e} ({:#x})",
+            x.to_bits()
+        );
+    }
+}
+
+#[test]
 fn copy_rows_and_kv_cache_write() {
     let mut dst = zeros(&[4, 3]);
     let src = t32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
