@@ -26,6 +26,12 @@ enum Command {
     Mine(cli::mine::Args),
     /// Inspect, export and import datasets.
     Data(cli::data::Args),
+    /// Generate a completion from a model folder (KV cache; greedy or sampled).
+    Generate(cli::generate::Args),
+    /// Per-position log-probabilities of given token ids, as JSON.
+    Logprobs(cli::logprobs::Args),
+    /// Throughput benchmarks (`swerl bench decode`, ...).
+    Bench(cli::bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +41,8 @@ fn main() -> anyhow::Result<()> {
         Command::Reward(a) => cli::reward::run(a),
         Command::Mine(a) => cli::mine::run(a),
         Command::Data(a) => cli::data::run(a),
+        Command::Generate(a) => cli::generate::run(a),
+        Command::Logprobs(a) => cli::logprobs::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     }
 }
