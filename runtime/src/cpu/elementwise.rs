@@ -64,10 +64,12 @@ pub(crate) fn axpy(y: &mut Tensor, alpha: f32, x: &Tensor) -> Result<()> {
 }
 
 /// Sum of `f(x)` over all elements: f32 partial sums over runs of 256 (8 accumulators, so the
-/// loop vectorises), f64 across runs (keeps large reductions accurate).
+/// loop vectorises), f64 across runs (keeps large reductions accurate). Chunk partials are
+/// collected and added in order, so the result does not depend on rayon's work splitting.
 pub(crate) fn reduce(op: &'static str, x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<f64> {
     let x = x.f32_cow(op)?;
-    Ok(x.par_chunks(CHUNK)
+    let partials: Vec<f64> = x
+        .par_chunks(CHUNK)
         .map(|c| {
             c.chunks(256)
                 .map(|r| {
@@ -83,5 +85,6 @@ pub(crate) fn reduce(op: &'static str, x: &Tensor, f: impl Fn(f32) -> f32 + Sync
                 })
                 .sum::<f64>()
         })
-        .sum())
+        .collect();
+    Ok(partials.iter().sum())
 }

@@ -74,6 +74,32 @@ fn run(c: &Case, seed: u64, check_bwd: bool) {
     )
     .unwrap();
     assert_tensor_close(&format!("{what} dq"), &dq, &dq_fd, 1e-4);
+    // bitwise reproducible (the trainer's resume relies on it)
+    let (mut dq2, mut dk2, mut dv2) = (zeros(&qs), zeros(&ks), zeros(&ks));
+    ops::attention_bwd(
+        &mut dq2,
+        &mut dk2,
+        &mut dv2,
+        &t32(&dy, &qs),
+        &qt,
+        &kt,
+        &vt,
+        &out,
+        &lse,
+        mask_t.as_ref(),
+        &p,
+    )
+    .unwrap();
+    assert_eq!(
+        dq.to_f32_vec().unwrap(),
+        dq2.to_f32_vec().unwrap(),
+        "{what}: dq not reproducible"
+    );
+    assert_eq!(
+        dk.to_f32_vec().unwrap(),
+        dk2.to_f32_vec().unwrap(),
+        "{what}: dk not reproducible"
+    );
     assert_tensor_close(&format!("{what} dk"), &dk, &dk_fd, 1e-4);
     assert_tensor_close(&format!("{what} dv"), &dv, &dv_fd, 1e-4);
 }

@@ -63,3 +63,15 @@ fn elementwise_errors_name_op_and_shapes() {
     assert_err_names(ops::sum(&ids(&[1], &[1])).unwrap_err(), &["sum", "I64"]);
     assert_err_names(ops::mean(&zeros(&[0])).unwrap_err(), &["mean", "empty"]);
 }
+
+#[test]
+fn reductions_are_bitwise_deterministic() {
+    let mut g = rng(11);
+    let x = t32(&randn(&mut g, 300_000), &[300_000]);
+    let first = (ops::sum(&x).unwrap(), ops::sum_squares(&x).unwrap());
+    for _ in 0..5 {
+        let again = (ops::sum(&x).unwrap(), ops::sum_squares(&x).unwrap());
+        assert_eq!(first.0.to_bits(), again.0.to_bits());
+        assert_eq!(first.1.to_bits(), again.1.to_bits());
+    }
+}
