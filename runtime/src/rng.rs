@@ -68,7 +68,10 @@ impl Rng {
         (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
-    /// Uniform integer in `0..n` (`n > 0`), unbiased (Lemire's method with rejection).
+    /// Uniform integer in `0..n`, unbiased (Lemire's method with rejection).
+    ///
+    /// # Panics
+    /// If `n == 0` (an empty range is a caller bug, not data).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
         loop {
