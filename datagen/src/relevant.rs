@@ -46,7 +46,11 @@ type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 pub struct Window {
     ids: HashMap<Vec<u8>, u32>,
     names: Vec<Vec<u8>>,
-    sets: VecDeque<Vec<u32>>,
+    /// (sequence number, path ids) of the remembered change sets, oldest first.
+    sets: VecDeque<(u64, Vec<u32>)>,
+    /// Per path id: sequence numbers of the sets containing it (stale ones pruned lazily).
+    postings: Vec<VecDeque<u64>>,
+    next_seq: u64,
     cap: usize,
 }
 
@@ -56,6 +60,8 @@ impl Window {
             ids: HashMap::new(),
             names: Vec::new(),
             sets: VecDeque::new(),
+            postings: Vec::new(),
+            next_seq: 0,
             cap,
         }
     }
@@ -67,6 +73,7 @@ impl Window {
         let i = self.names.len() as u32;
         self.names.push(path.to_vec());
         self.ids.insert(path.to_vec(), i);
+        self.postings.push(VecDeque::new());
         i
     }
 
@@ -76,11 +83,21 @@ impl Window {
         if paths.len() < 2 || paths.len() > MAX_SET || self.cap == 0 {
             return;
         }
-        let set = paths.into_iter().map(|p| self.id(p)).collect();
+        let set: Vec<u32> = paths.into_iter().map(|p| self.id(p)).collect();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        for &i in &set {
+            let post = &mut self.postings[i as usize];
+            // Drop stale entries here too so memory stays bounded by the window.
+            while post.front().is_some_and(|&s| s + self.cap as u64 <= seq) {
+                post.pop_front();
+            }
+            post.push_back(seq);
+        }
         if self.sets.len() == self.cap {
             self.sets.pop_front();
         }
-        self.sets.push_back(set);
+        self.sets.push_back((seq, set));
     }
 
     /// Up to `n` unmodified paths that changed together with `modified`, best first.
@@ -93,15 +110,29 @@ impl Window {
             .into_iter()
             .filter_map(|p| self.ids.get(p).copied())
             .collect();
+        let Some(&(oldest, _)) = self.sets.front() else {
+            return Vec::new();
+        };
         if m.is_empty() || n == 0 {
             return Vec::new();
         }
+        // Sets that contain any modified path, each once.
+        let mut hits: Vec<u64> = m
+            .iter()
+            .flat_map(|&i| {
+                self.postings[i as usize]
+                    .iter()
+                    .copied()
+                    .filter(|&s| s >= oldest)
+            })
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
         let mut score: IdMap<u32> = IdMap::default();
-        for set in &self.sets {
-            if set.iter().any(|i| m.contains(i)) {
-                for i in set.iter().filter(|i| !m.contains(i)) {
-                    *score.entry(*i).or_default() += 1;
-                }
+        for seq in hits {
+            let set = &self.sets[(seq - oldest) as usize].1;
+            for i in set.iter().filter(|i| !m.contains(i)) {
+                *score.entry(*i).or_default() += 1;
             }
         }
         let mut out: Vec<(Vec<u8>, u32)> = score

@@ -564,20 +564,53 @@ fn non_utf8_paths_version_bumps_and_too_big_changes_are_counted() {
     use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().unwrap();
     let r = TestRepo::init(&tmp.path().join("u"), Some("https://github.com/acme/u"));
-    r.write("src/a.py", "__version__ = \"1.0.0\"\n\ndef f():\n    return 1\n");
+    r.write(
+        "src/a.py",
+        "__version__ = \"1.0.0\"\n\ndef f():\n    return 1\n",
+    );
     r.commit("init");
-    std::fs::write(r.dir.join(std::ffi::OsStr::from_bytes(b"src/caf\xe9.py")), "x = 1\n").unwrap();
+    std::fs::write(
+        r.dir.join(std::ffi::OsStr::from_bytes(b"src/caf\xe9.py")),
+        "x = 1\n",
+    )
+    .unwrap();
     r.commit("Add module with latin-1 name (#1)");
-    r.write("src/a.py", "__version__ = \"1.0.1\"\n\ndef f():\n    return 1\n");
+    r.write(
+        "src/a.py",
+        "__version__ = \"1.0.1\"\n\ndef f():\n    return 1\n",
+    );
     r.commit("Release 1.0.1 (#2)");
-    let big: String = (0..30).map(|i| format!("def g{i}():\n    return {i}\n")).collect();
+    let big: String = (0..30)
+        .map(|i| format!("def g{i}():\n    return {i}\n"))
+        .collect();
     r.write("src/big.py", &big);
     r.commit("Add many functions (#3)");
-    r.write("src/a.py", "__version__ = \"1.0.1\"\n\ndef f():\n    return 2\n");
+    r.write(
+        "src/a.py",
+        "__version__ = \"1.0.1\"\n\ndef f():\n    return 2\n",
+    );
     r.commit("Return two (#4)");
-    let opts = MineOptions { filter: datagen::FilterConfig { max_changed_lines: 40, ..Default::default() }, ..Default::default() };
+    let opts = MineOptions {
+        filter: datagen::FilterConfig {
+            max_changed_lines: 40,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let (insts, report) = mine(&[&r.dir], opts, None);
-    assert_eq!(insts.iter().map(|i| i.pr_number).collect::<Vec<_>>(), vec![Some(4)]);
-    let rejected: Vec<(&str, u64)> = report.rejected.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(rejected, vec![("noise_only", 1), ("non_utf8", 1), ("too_many_lines", 1)], "{}", report.table());
+    assert_eq!(
+        insts.iter().map(|i| i.pr_number).collect::<Vec<_>>(),
+        vec![Some(4)]
+    );
+    let rejected: Vec<(&str, u64)> = report
+        .rejected
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![("noise_only", 1), ("non_utf8", 1), ("too_many_lines", 1)],
+        "{}",
+        report.table()
+    );
 }
