@@ -4,3 +4,7 @@
 pub mod reward;
 pub mod grpo;
 pub mod prompt;
+pub mod config;
+pub mod train;
+pub mod plot;
+pub mod quickstart;

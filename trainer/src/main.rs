@@ -32,6 +32,12 @@ enum Command {
     Logprobs(cli::logprobs::Args),
     /// Throughput benchmarks (`swerl bench decode`, ...).
     Bench(cli::bench::Args),
+    /// GRPO on mined data: `swerl train --config FILE [--resume DIR|latest] [--key value ...]`.
+    Train(cli::train::Args),
+    /// The whole pipeline on this machine: mine a repo, tokenizer, tiny Llama-3, SFT, GRPO.
+    Quickstart(cli::quickstart::Args),
+    /// Reward / loss / KL curves of a training run as SVG.
+    Plot(cli::plot::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +50,8 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(a) => cli::generate::run(a),
         Command::Logprobs(a) => cli::logprobs::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Quickstart(a) => cli::quickstart::run(a),
+        Command::Plot(a) => cli::plot::run(a),
     }
 }

@@ -5,3 +5,6 @@ pub mod mine;
 pub mod generate;
 pub mod logprobs;
 pub mod bench;
+pub mod train;
+pub mod quickstart;
+pub mod plot;

@@ -1,0 +1,225 @@
+//! Per-token log-probs of completions under a policy, and the policy gradient from
+//! d loss / d logp: a padded `[B, T]` forward of prompt + completion, `token_logprobs` at
+//! `temperature` on the completion positions only, and the model's layer backward started
+//! from the log-prob backward's d logits (the model's own `backward` starts from cross-entropy).
+
+use model::layers::lm_head::IGNORE;
+use model::layers::{block, embedding, lm_head, rmsnorm};
+use model::{Activations, GradBuffers, Llama, LlamaParams};
+use runtime::{ops, DType, Tensor};
+
+use super::{Result, TrainError};
+
+/// One prompt + completion; `completion` is scored, the prompt only conditions it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sequence<'a> {
+    pub prompt: &'a [u32],
+    pub completion: &'a [u32],
+}
+
+/// Forward state of one micro-batch, kept for its backward.
+struct Chunk {
+    ids: Tensor,
+    targets: Tensor,
+    acts: Activations,
+    /// `[B, T]` log-probs (0 off the completion).
+    logp: Tensor,
+    rows: Vec<usize>,
+    prompt_lens: Vec<usize>,
+    completion_lens: Vec<usize>,
+}
+
+fn forward_chunk(
+    m: &Llama,
+    seqs: &[Sequence<'_>],
+    rows: Vec<usize>,
+    temperature: f32,
+) -> Result<Chunk> {
+    let t = rows
+        .iter()
+        .map(|&r| seqs[r].prompt.len() + seqs[r].completion.len())
+        .max()
+        .unwrap_or(0);
+    let b = rows.len();
+    let mut ids = vec![0i64; b * t];
+    let mut targets = vec![IGNORE; b * t];
+    for (i, &r) in rows.iter().enumerate() {
+        let s = seqs[r];
+        if s.prompt.is_empty() {
+            return Err(TrainError::Invalid(format!(
+                "sequence {r} has an empty prompt"
+            )));
+        }
+        let row = &mut ids[i * t..(i + 1) * t];
+        for (j, &x) in s.prompt.iter().chain(s.completion).enumerate() {
+            row[j] = x as i64;
+        }
+        // The logit at position p predicts token p + 1.
+        for (j, &x) in s.completion.iter().enumerate() {
+            targets[i * t + s.prompt.len() + j - 1] = x as i64;
+        }
+    }
+    let ids = Tensor::from_vec(ids, &[b, t])?.to_device(&m.device)?;
+    let targets = Tensor::from_vec(targets, &[b, t])?.to_device(&m.device)?;
+    let mut acts = Activations::new(&m.config, b, t, false, &m.device)?;
+    m.forward(&ids, &mut acts)?;
+    let mut logp = Tensor::zeros(&[b, t], DType::F32, &m.device)?;
+    ops::token_logprobs_fwd(
+        &mut logp,
+        &mut acts.lse,
+        &acts.logits,
+        &targets,
+        temperature,
+        Some(IGNORE),
+    )?;
+    Ok(Chunk {
+        ids,
+        targets,
+        acts,
+        logp,
+        prompt_lens: rows.iter().map(|&r| seqs[r].prompt.len()).collect(),
+        completion_lens: rows.iter().map(|&r| seqs[r].completion.len()).collect(),
+        rows,
+    })
+}
+
+impl Chunk {
+    /// Copies this chunk's completion log-probs into the `[n, width]` layout.
+    fn scatter(&self, out: &mut [f32], width: usize) -> Result<()> {
+        let v = self.logp.to_f32_vec()?;
+        let t = self.acts.seq;
+        for (i, &r) in self.rows.iter().enumerate() {
+            let p = self.prompt_lens[i];
+            for j in 0..self.completion_lens[i].min(width) {
+                out[r * width + j] = v[i * t + p + j - 1];
+            }
+        }
+        Ok(())
+    }
+
+    /// `[B, T]` d loss / d logp from the `[n, width]` layout.
+    fn gather(&self, grad: &[f32], width: usize, device: &runtime::Device) -> Result<Tensor> {
+        let t = self.acts.seq;
+        let mut d = vec![0f32; self.rows.len() * t];
+        for (i, &r) in self.rows.iter().enumerate() {
+            let p = self.prompt_lens[i];
+            for j in 0..self.completion_lens[i].min(width) {
+                d[i * t + p + j - 1] = grad[r * width + j];
+            }
+        }
+        Ok(Tensor::from_vec(d, &[self.rows.len(), t])?.to_device(device)?)
+    }
+}
+
+fn chunks(n: usize, micro: usize) -> impl Iterator<Item = Vec<usize>> {
+    let micro = micro.max(1);
+    (0..n.div_ceil(micro)).map(move |c| (c * micro..((c + 1) * micro).min(n)).collect())
+}
+
+/// Completion log-probs `[seqs.len(), width]` (row-major, 0 past each completion's end).
+pub fn completion_logps(
+    m: &Llama,
+    seqs: &[Sequence<'_>],
+    width: usize,
+    temperature: f32,
+    micro: usize,
+) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; seqs.len() * width];
+    for rows in chunks(seqs.len(), micro) {
+        forward_chunk(m, seqs, rows, temperature)?.scatter(&mut out, width)?;
+    }
+    Ok(out)
+}
+
+/// Backward of the last forward starting from `g.d_logits`: accumulates into `grads`.
+pub fn backward_from_dlogits(
+    m: &Llama,
+    ids: &Tensor,
+    acts: &Activations,
+    grads: &mut LlamaParams,
+    g: &mut GradBuffers,
+) -> Result<()> {
+    let p = &m.params;
+    let d_head = match grads.lm_head.as_mut() {
+        Some(h) => h,
+        None => &mut grads.embed,
+    };
+    lm_head::backward(&mut g.layer.d_ln, d_head, &g.d_logits, &acts.lnf, p.head())?;
+    let n = m.config.num_layers;
+    rmsnorm::backward(
+        &mut g.d_resid,
+        &mut grads.norm,
+        &g.layer.d_ln,
+        &acts.resid[n],
+        &p.norm,
+        &acts.lnf_rstd,
+        false,
+    )?;
+    for l in (0..n).rev() {
+        block::backward(
+            &p.layers[l],
+            &mut grads.layers[l],
+            &m.rope,
+            &acts.layers[l],
+            &acts.resid[l],
+            &acts.pos,
+            &g.d_resid,
+            &mut g.d_resid_next,
+            &mut g.layer,
+        )?;
+        std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
+    }
+    embedding::backward(&mut grads.embed, &g.d_resid, ids)?;
+    Ok(())
+}
+
+/// The policy-gradient pass: for each micro-batch, forward, fill its rows of the log-probs,
+/// ask `grad_of` for d loss / d logp (`[n, width]`, given the log-probs known so far), and
+/// backprop it into `grads` (accumulated). `grad_of` may only rely on the rows it is asked
+/// about being final: GRPO's per-token gradient depends on that token's log-prob and on the
+/// masks alone, so chunking is exact. Returns every completion log-prob.
+pub fn policy_backward(
+    m: &Llama,
+    seqs: &[Sequence<'_>],
+    width: usize,
+    temperature: f32,
+    micro: usize,
+    grads: &mut LlamaParams,
+    grad_of: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+) -> Result<Vec<f32>> {
+    let mut logp = vec![0f32; seqs.len() * width];
+    for rows in chunks(seqs.len(), micro) {
+        let c = forward_chunk(m, seqs, rows, temperature)?;
+        c.scatter(&mut logp, width)?;
+        let grad = grad_of(&logp)?;
+        if grad.len() != logp.len() {
+            return Err(TrainError::Invalid(format!(
+                "d loss / d logp has {} values for {} log-probs",
+                grad.len(),
+                logp.len()
+            )));
+        }
+        let dlogp = c.gather(&grad, width, &m.device)?;
+        let mut g = GradBuffers::new(&m.config, c.acts.batch, c.acts.seq, &m.device)?;
+        ops::token_logprobs_bwd(
+            &mut g.d_logits,
+            &dlogp,
+            &c.acts.logits,
+            &c.acts.lse,
+            &c.targets,
+            temperature,
+            Some(IGNORE),
+        )?;
+        backward_from_dlogits(m, &c.ids, &c.acts, grads, &mut g)?;
+    }
+    Ok(logp)
+}
+
+/// A copy of the parameters that shares no storage (a frozen reference, a checkpoint).
+pub fn deep_copy(p: &LlamaParams) -> Result<LlamaParams> {
+    let mut out = p.clone();
+    for t in out.tensors_mut() {
+        *t = t.copy()?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,200 @@
+//! The GRPO loop: problems from a [`Task`], one [`grpo_step`] per step, metrics, progress,
+//! checkpoints every `save_steps`, and exact resume (weights, AdamW moments, RNG, data cursor).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use model::Llama;
+use runtime::Rng;
+
+use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
+use super::metrics::{MetricsWriter, StepMetrics};
+use super::optim::{learning_rate, AdamW, AdamWSettings};
+use super::policy::deep_copy;
+use super::step::{grpo_step, Learner, Reward, StepSettings};
+use super::{Result, TrainError};
+use crate::config::GrpoConfig;
+
+/// A source of problems with a reward over the last batch it handed out.
+pub trait Task: Reward {
+    /// Token ids of the next `n` prompts (advances the data position).
+    fn next_problems(&mut self, n: usize) -> Result<Vec<Vec<u32>>>;
+    /// The data position, for checkpoints.
+    fn cursor(&self) -> serde_json::Value;
+    fn restore(&mut self, cursor: &serde_json::Value) -> Result<()>;
+    /// Problems skipped so far (prompt too long).
+    fn skipped(&self) -> usize {
+        0
+    }
+}
+
+pub struct Trainer<T: Task> {
+    pub cfg: GrpoConfig,
+    pub learner: Learner,
+    pub task: T,
+    pub rng: Rng,
+    /// GRPO steps completed.
+    pub step: usize,
+    settings: StepSettings,
+    /// Where tokenizer files are copied from into checkpoints.
+    side_files: Option<PathBuf>,
+}
+
+impl<T: Task> Trainer<T> {
+    /// A fresh run from `model` (the reference, when `beta != 0`, is a frozen copy of it).
+    pub fn new(cfg: GrpoConfig, model: Llama, task: T, eos_token_ids: Vec<u32>) -> Result<Self> {
+        cfg.validate()?;
+        let opt = AdamW::new(
+            &model.config,
+            AdamWSettings::from_config(&cfg),
+            &model.device,
+        )?;
+        let reference = if cfg.beta != 0.0 {
+            Some(Llama::from_params(
+                model.config.clone(),
+                deep_copy(&model.params)?,
+            )?)
+        } else {
+            None
+        };
+        let settings = StepSettings::from_config(&cfg, eos_token_ids);
+        let side_files = cfg.model.is_dir().then(|| cfg.model.clone());
+        Ok(Trainer {
+            rng: Rng::new(cfg.seed),
+            learner: Learner::new(model, opt, reference)?,
+            task,
+            step: 0,
+            settings,
+            side_files,
+            cfg,
+        })
+    }
+
+    /// Continues the run saved in `dir`; `cfg` may change only settings that do not alter
+    /// the trajectory (steps, save_steps, output_dir). The reference is reloaded from
+    /// `cfg.model`, the run's initial policy.
+    pub fn resume(
+        cfg: GrpoConfig,
+        dir: &Path,
+        mut task: T,
+        eos_token_ids: Vec<u32>,
+    ) -> Result<Self> {
+        let state = checkpoint::load_state(dir)?;
+        let mut saved = state.config.clone();
+        saved.steps = cfg.steps;
+        saved.save_steps = cfg.save_steps;
+        saved.output_dir = cfg.output_dir.clone();
+        if saved != cfg {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir",
+                dir.display()
+            )));
+        }
+        let model = Llama::load(dir)?;
+        let settings_opt = AdamWSettings::from_config(&cfg);
+        let opt = AdamW::load(
+            &model.config,
+            settings_opt,
+            state.optimizer_step,
+            &dir.join(OPTIMIZER_FILE),
+        )?;
+        let reference = if cfg.beta != 0.0 {
+            Some(Llama::load(&cfg.model)?)
+        } else {
+            None
+        };
+        task.restore(&state.cursor)?;
+        let settings = StepSettings::from_config(&cfg, eos_token_ids);
+        let side_files = Some(dir.to_path_buf());
+        Ok(Trainer {
+            rng: Rng::from_state(state.rng)?,
+            learner: Learner::new(model, opt, reference)?,
+            task,
+            step: state.step,
+            settings,
+            side_files,
+            cfg,
+        })
+    }
+
+    /// Runs one step; returns its metrics line.
+    pub fn step_once(&mut self) -> Result<StepMetrics> {
+        let t0 = Instant::now();
+        let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
+        let seed = self.rng.next_u64();
+        let lr = learning_rate(&self.cfg, self.step);
+        let report = grpo_step(
+            &mut self.learner,
+            &self.settings,
+            &prompts,
+            &self.task,
+            seed,
+            lr,
+        )?;
+        self.step += 1;
+        Ok(StepMetrics::from_report(
+            self.step,
+            lr,
+            &report,
+            self.task.skipped(),
+            t0.elapsed().as_secs_f64(),
+        ))
+    }
+
+    /// Writes `checkpoint-<step>` under the output folder.
+    pub fn save(&self) -> Result<PathBuf> {
+        let state = TrainerState {
+            format: STATE_FORMAT.into(),
+            version: STATE_VERSION,
+            step: self.step,
+            optimizer_step: self.learner.opt.step,
+            rng: self.rng.state(),
+            cursor: self.task.cursor(),
+            config: self.cfg.clone(),
+        };
+        let m = &self.learner.model;
+        let write_opt = |p: &Path| self.learner.opt.save(&m.config, p);
+        checkpoint::save(
+            &self.cfg.output_dir,
+            m,
+            self.side_files.as_deref(),
+            &write_opt,
+            &state,
+        )
+    }
+
+    /// Trains until `cfg.steps`, writing metrics and checkpoints; `progress` shows a bar.
+    pub fn run(&mut self, progress: bool) -> Result<Vec<StepMetrics>> {
+        let mut writer = MetricsWriter::open(&self.cfg.output_dir, self.step)?;
+        let bar = if progress {
+            ProgressBar::new(self.cfg.steps as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("static template"),
+        );
+        bar.set_position(self.step as u64);
+        let mut all = Vec::new();
+        while self.step < self.cfg.steps {
+            let m = self.step_once()?;
+            writer.write(&m)?;
+            bar.set_message(format!(
+                "reward {:.3} loss {:.4} kl {:.4} len {:.0}",
+                m.reward_mean, m.loss, m.kl, m.completion_length_mean
+            ));
+            bar.inc(1);
+            let last = self.step == self.cfg.steps;
+            if last || (self.cfg.save_steps > 0 && self.step % self.cfg.save_steps == 0) {
+                self.save()?;
+            }
+            all.push(m);
+        }
+        bar.finish();
+        Ok(all)
+    }
+}

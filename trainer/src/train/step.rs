@@ -1,0 +1,261 @@
+//! One GRPO step: rollouts → parallel rewards → group advantages → [old / reference
+//! log-probs] → policy forward + backward with the loss on completion tokens → clip → AdamW.
+//! Rollout and training share one `Llama`: the next step samples from the updated weights.
+
+use std::time::Instant;
+
+use model::{Llama, LlamaParams};
+use rayon::prelude::*;
+
+use super::optim::AdamW;
+use super::policy::{completion_logps, policy_backward, Sequence};
+use super::rollout::{self, RolloutSettings, Rollouts};
+use super::Result;
+use crate::config::GrpoConfig;
+use crate::grpo::{compute_advantages, grpo_loss, LossConfig, ScaleRewards, TokenLogps};
+
+/// The reward of one completion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub reward: f64,
+    /// Short name of the format error, if the answer was malformed.
+    pub format_error: Option<&'static str>,
+}
+
+/// Scores completion tokens of problem `problem` (its index in the step's prompt list).
+pub trait Reward: Sync {
+    fn score(&self, problem: usize, completion: &[u32]) -> Scored;
+}
+
+/// Everything that changes during training, in one place.
+pub struct Learner {
+    pub model: Llama,
+    pub opt: AdamW,
+    /// Frozen initial policy, held only when `beta != 0`.
+    pub reference: Option<Llama>,
+    grads: LlamaParams,
+}
+
+impl Learner {
+    pub fn new(model: Llama, opt: AdamW, reference: Option<Llama>) -> Result<Self> {
+        let grads = model.zero_grads()?;
+        Ok(Learner {
+            model,
+            opt,
+            reference,
+            grads,
+        })
+    }
+
+    /// The gradients of the last step's last iteration (for tests and diagnostics).
+    pub fn grads(&self) -> &LlamaParams {
+        &self.grads
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSettings {
+    pub rollout: RolloutSettings,
+    pub loss: LossConfig,
+    pub scale_rewards: ScaleRewards,
+    pub num_iterations: usize,
+    pub micro_batch: usize,
+}
+
+impl StepSettings {
+    pub fn from_config(c: &GrpoConfig, eos_token_ids: Vec<u32>) -> Self {
+        StepSettings {
+            rollout: RolloutSettings {
+                num_generations: c.num_generations,
+                max_completion_length: c.max_completion_length,
+                temperature: c.temperature as f32,
+                top_p: c.top_p as f32,
+                top_k: c.top_k,
+                mask_truncated_completions: c.mask_truncated_completions,
+                eos_token_ids,
+            },
+            loss: c.loss_config(),
+            scale_rewards: c.scale_rewards,
+            num_iterations: c.num_iterations,
+            micro_batch: c.micro_batch,
+        }
+    }
+}
+
+/// Wall-clock seconds per phase of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Timings {
+    pub generate: f64,
+    pub reward: f64,
+    /// Old-policy and reference log-probs.
+    pub logprobs: f64,
+    /// Policy forward + backward.
+    pub backward: f64,
+    pub optimizer: f64,
+}
+
+/// What one step did (means over its `num_iterations` updates for loss/KL/clipping).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    pub rewards: Vec<f64>,
+    pub format_errors: usize,
+    pub completion_lens: Vec<usize>,
+    pub truncated: usize,
+    pub loss: f64,
+    pub kl: f64,
+    pub clip_fraction: f64,
+    pub grad_norm: f64,
+    pub generated_tokens: usize,
+    /// Tokens through the policy forward + backward (prompt + completion, all iterations).
+    pub trained_tokens: usize,
+    pub timings: Timings,
+}
+
+/// Rewards of every rollout, computed in parallel.
+pub fn score_rollouts(r: &Rollouts, reward: &dyn Reward) -> Vec<Scored> {
+    r.completions
+        .par_iter()
+        .zip(r.problem_of.par_iter())
+        .map(|(c, &p)| reward.score(p, c))
+        .collect()
+}
+
+/// Runs one step on `prompts` at learning rate `lr`; `seed` fixes the sampling.
+pub fn grpo_step(
+    learner: &mut Learner,
+    s: &StepSettings,
+    prompts: &[Vec<u32>],
+    reward: &dyn Reward,
+    seed: u64,
+    lr: f64,
+) -> Result<StepReport> {
+    let mut timings = Timings::default();
+    let t0 = Instant::now();
+    let rollouts = rollout::generate(&learner.model, prompts, &s.rollout, seed)?;
+    timings.generate = t0.elapsed().as_secs_f64();
+
+    let t0 = Instant::now();
+    let scored = score_rollouts(&rollouts, reward);
+    timings.reward = t0.elapsed().as_secs_f64();
+    let rewards: Vec<f64> = scored.iter().map(|x| x.reward).collect();
+    let advantages = compute_advantages(&rewards, s.rollout.num_generations, s.scale_rewards)?;
+
+    let mut report = train_on_rollouts(learner, s, prompts, &rollouts, &advantages, lr)?;
+    report.timings.generate = timings.generate;
+    report.timings.reward = timings.reward;
+    report.rewards = rewards;
+    report.format_errors = scored.iter().filter(|x| x.format_error.is_some()).count();
+    Ok(report)
+}
+
+/// The training half of a step on given rollouts and advantages: `num_iterations` updates.
+pub fn train_on_rollouts(
+    learner: &mut Learner,
+    s: &StepSettings,
+    prompts: &[Vec<u32>],
+    rollouts: &Rollouts,
+    advantages: &[f64],
+    lr: f64,
+) -> Result<StepReport> {
+    let temperature = s.rollout.temperature;
+    let width = rollouts.width;
+    let seqs: Vec<Sequence<'_>> = rollouts
+        .completions
+        .iter()
+        .zip(&rollouts.problem_of)
+        .map(|(c, &p)| Sequence {
+            prompt: &prompts[p],
+            completion: c,
+        })
+        .collect();
+    let mut timings = Timings::default();
+
+    let t0 = Instant::now();
+    let old = if s.num_iterations > 1 {
+        Some(completion_logps(
+            &learner.model,
+            &seqs,
+            width,
+            temperature,
+            s.micro_batch,
+        )?)
+    } else {
+        None
+    };
+    let reference = match (&learner.reference, s.loss.beta != 0.0) {
+        (Some(r), true) => Some(completion_logps(
+            r,
+            &seqs,
+            width,
+            temperature,
+            s.micro_batch,
+        )?),
+        _ => None,
+    };
+    timings.logprobs = t0.elapsed().as_secs_f64();
+
+    let mut totals = (0f64, 0f64, 0f64, 0f64);
+    let n = seqs.len();
+    for _ in 0..s.num_iterations {
+        let t0 = Instant::now();
+        learner.grads.zero()?;
+        let mut grad_of = |logp: &[f32]| -> Result<Vec<f32>> {
+            let x = TokenLogps {
+                n_seq: n,
+                seq_len: width,
+                logp,
+                old_logp: old.as_deref(),
+                ref_logp: reference.as_deref(),
+                mask: &rollouts.mask,
+            };
+            Ok(grpo_loss(&s.loss, &x, advantages)?.grad)
+        };
+        let logp = policy_backward(
+            &learner.model,
+            &seqs,
+            width,
+            temperature,
+            s.micro_batch,
+            &mut learner.grads,
+            &mut grad_of,
+        )?;
+        let x = TokenLogps {
+            n_seq: n,
+            seq_len: width,
+            logp: &logp,
+            old_logp: old.as_deref(),
+            ref_logp: reference.as_deref(),
+            mask: &rollouts.mask,
+        };
+        let out = grpo_loss(&s.loss, &x, advantages)?;
+        timings.backward += t0.elapsed().as_secs_f64();
+
+        let t0 = Instant::now();
+        let stats = learner
+            .opt
+            .step(&mut learner.model.params, &learner.grads, lr)?;
+        timings.optimizer += t0.elapsed().as_secs_f64();
+        totals.0 += out.loss;
+        totals.1 += out.kl;
+        totals.2 += out.clip_fraction;
+        totals.3 += stats.grad_norm;
+    }
+    let it = s.num_iterations as f64;
+    let tokens: usize = seqs
+        .iter()
+        .map(|q| q.prompt.len() + q.completion.len())
+        .sum();
+    Ok(StepReport {
+        rewards: Vec::new(),
+        format_errors: 0,
+        completion_lens: rollouts.completions.iter().map(Vec::len).collect(),
+        truncated: rollouts.truncated.iter().filter(|&&t| t).count(),
+        loss: totals.0 / it,
+        kl: totals.1 / it,
+        clip_fraction: totals.2 / it,
+        grad_norm: totals.3 / it,
+        generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
+        trained_tokens: tokens * s.num_iterations,
+        timings,
+    })
+}
