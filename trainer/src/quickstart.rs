@@ -144,7 +144,7 @@ pub fn init_model(tok: &Tokenizer, dir: &Path, seed: u64) -> Result<Llama> {
         "num_key_value_heads": 2,
         "intermediate_size": 176,
         "vocab_size": tok.vocab_size(),
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": 4096,
         "tie_word_embeddings": false,
         "rms_norm_eps": 1e-5,
         "rope_theta": 500000.0,
@@ -197,8 +197,18 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
 
     let init_dir = opts.out.join("init");
     let mut corpus: Vec<String> = Vec::new();
+    let template = PromptTemplate::swe_rl();
     for inst in &instances {
-        corpus.push(inst.problem_statement.clone());
+        // The rendered prompt too, so the instructions' wording gets its own merges.
+        let files: Vec<(&str, &str)> = inst
+            .code_context
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let msgs = template
+            .render(&inst.problem_statement, &files)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        corpus.extend(msgs.iter().map(|m| m.content.clone()));
         corpus.extend(inst.code_context.values().cloned());
         corpus.extend(inst.oracle_new_content.values().cloned());
     }
@@ -222,24 +232,31 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
         eos.clone(),
     )?;
     let mut demos = Vec::new();
+    let (mut long_prompt, mut no_oracle, mut long_answer) = (0, 0, 0);
     for inst in &instances {
         let Some(prompt) = task.prompt(inst)? else {
+            long_prompt += 1;
             continue;
         };
         let Some(answer) =
             oracle_answer(&thought(inst), &inst.code_context, &inst.oracle_new_content)
         else {
+            no_oracle += 1;
             continue;
         };
         let mut completion = tok.encode(&answer, false)?;
         completion.push(eos[0]);
         if completion.len() <= cfg.max_completion_length {
             demos.push(Demo { prompt, completion });
+        } else {
+            long_answer += 1;
         }
     }
     if demos.is_empty() {
         return Err(TrainError::Invalid(format!(
-            "none of the {} instances fits max_prompt_length {} / max_completion_length {}",
+            "no usable instance among {}: {long_prompt} prompts over max_prompt_length {}, \
+             {no_oracle} without an exact oracle answer, {long_answer} answers over \
+             max_completion_length {}",
             instances.len(),
             cfg.max_prompt_length,
             cfg.max_completion_length
@@ -308,8 +325,8 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         adam_beta2: 0.999,
         adam_epsilon: 1e-8,
         max_grad_norm: 1.0,
-        max_prompt_length: 1024,
-        max_completion_length: 160,
+        max_prompt_length: 1536,
+        max_completion_length: 192,
         temperature: 1.0,
         top_p: 1.0,
         top_k: 0,
