@@ -4,7 +4,10 @@
 //! Start at [`Tensor`] (ownership and view rules) and [`ops`] (every op, with its layouts).
 
 pub mod backend;
+pub mod comm;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod device;
 mod dtype;
 mod error;

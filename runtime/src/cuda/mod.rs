@@ -1,0 +1,21 @@
+//! CUDA device state for the runtime's `cuda` feature: per device one context, one stream, one
+//! cuBLASLt handle and one caching allocator (no driver allocation in a step loop that repeats
+//! its shapes), opened on first use; and [`CudaStorage`], a tensor's buffer on a device.
+//!
+//! Kernels and launchers live in the `kernels` crate; this module owns what the runtime needs
+//! to hold tensors there. Every failure is a `Result` (`Error::Device` naming the op), and a
+//! machine without a driver or NVRTC gets one line saying so instead of a panic.
+
+mod device;
+mod storage;
+
+pub use device::{device, report, CudaDevice};
+pub use storage::CudaStorage;
+
+/// Maps a kernels-crate error into the runtime's, naming the op.
+pub(crate) fn dev_err(op: &'static str) -> impl Fn(kernels::KernelError) -> crate::Error {
+    move |e| crate::Error::Device {
+        op,
+        msg: e.to_string(),
+    }
+}
