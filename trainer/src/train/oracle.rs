@@ -75,9 +75,10 @@ mod tests {
         let old = "def f():\n    return 1\n\ndef g():\n    return 1\n";
         let new = "def f():\n    return 1\n\ndef g():\n    return 2\n";
         let (s, r) = file_edit(old, new).unwrap();
+        // The changed line plus one line of context on each side (here the final newline).
         assert_eq!(
             (s.as_str(), r.as_str()),
-            ("def g():\n    return 1", "def g():\n    return 2")
+            ("def g():\n    return 1\n", "def g():\n    return 2\n")
         );
         let ctx = BTreeMap::from([("a.py".to_string(), old.to_string())]);
         let oracle = BTreeMap::from([
