@@ -614,3 +614,34 @@ fn non_utf8_paths_version_bumps_and_too_big_changes_are_counted() {
         report.table()
     );
 }
+
+#[test]
+fn import_heuristic_fills_context_when_history_has_no_co_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = TestRepo::init(&tmp.path().join("imp"), Some("https://github.com/acme/imp"));
+    r.write("src/b.py", "def g():\n    return 1\n");
+    r.write("src/c.py", "def h():\n    return 2\n");
+    r.commit("init");
+    r.write(
+        "src/a.py",
+        "from src.b import g\n\ndef f():\n    return g()\n",
+    );
+    r.commit("add a");
+    r.write(
+        "src/a.py",
+        "from src.b import g\n\ndef f():\n    return g() + 1\n",
+    );
+    r.commit("Raise result by one (#1)");
+    let (insts, _) = mine(&[&r.dir], MineOptions::default(), None);
+    assert_eq!(insts.len(), 1);
+    let rel: Vec<(&str, &str, u32)> = insts[0]
+        .relevant_files
+        .iter()
+        .map(|f| (f.path.as_str(), f.method.as_str(), f.score))
+        .collect();
+    assert_eq!(rel, vec![("src/b.py", "import", 1)]);
+    assert_eq!(
+        insts[0].code_context.keys().collect::<Vec<_>>(),
+        vec!["src/a.py", "src/b.py"]
+    );
+}
