@@ -26,10 +26,11 @@ fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-cargo build --quiet --release -p kernels --features cuda --example check_kernels
+# Dev profile: shares the dependency builds of the test run that precedes it in .ci/run.
+cargo build --quiet -p kernels --features cuda --example check_kernels
 TARGET="${CARGO_TARGET_DIR:-target}"
 
 # A fresh PTX cache, so every run really goes through NVRTC.
 SWERL_KERNEL_CACHE="$WORK/cache" LD_LIBRARY_PATH="$CU/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    "$TARGET/release/examples/check_kernels" --ptxas "$CU/bin/ptxas" --out "$WORK/ptx" \
+    "$TARGET/debug/examples/check_kernels" --ptxas "$CU/bin/ptxas" --out "$WORK/ptx" \
     --arch sm_80 --arch sm_90a
