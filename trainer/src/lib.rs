@@ -6,5 +6,7 @@ pub mod grpo;
 pub mod prompt;
 pub mod config;
 pub mod train;
+pub mod plan;
+pub mod sft;
 pub mod plot;
 pub mod quickstart;

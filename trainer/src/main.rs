@@ -32,6 +32,10 @@ enum Command {
     Logprobs(cli::logprobs::Args),
     /// Throughput benchmarks (`swerl bench decode`, ...).
     Bench(cli::bench::Args),
+    /// Supervised fine-tuning on a JSONL file of prompt/completion or chat examples.
+    Sft(cli::sft::Args),
+    /// Memory plan of a training/generation run: weights, gradients, optimizer, activations, KV cache.
+    Plan(cli::plan::Args),
     /// GRPO on mined data: `swerl train --config FILE [--resume DIR|latest] [--key value ...]`.
     Train(cli::train::Args),
     /// The whole pipeline on this machine: mine a repo, tokenizer, tiny Llama-3, SFT, GRPO.
@@ -50,6 +54,8 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(a) => cli::generate::run(a),
         Command::Logprobs(a) => cli::logprobs::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Sft(a) => cli::sft::run(a),
+        Command::Plan(a) => cli::plan::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Quickstart(a) => cli::quickstart::run(a),
         Command::Plot(a) => cli::plot::run(a),

@@ -5,6 +5,8 @@ pub mod mine;
 pub mod generate;
 pub mod logprobs;
 pub mod bench;
+pub mod plan;
+pub mod sft;
 pub mod train;
 pub mod quickstart;
 pub mod plot;

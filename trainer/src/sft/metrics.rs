@@ -1,0 +1,44 @@
+//! Metrics as JSON lines (one object per optimizer step), flushed as they are written so a
+//! crashed run keeps its history.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::{io_err, Result};
+use super::trainer::StepStats;
+
+pub struct MetricsWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsWriter {
+    /// Creates (truncates) `path`, making its folder if needed.
+    pub fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let f = File::create(path).map_err(io_err(path))?;
+        Ok(MetricsWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::new(f),
+        })
+    }
+
+    pub fn write(&mut self, s: &StepStats) -> Result<()> {
+        let line = serde_json::json!({
+            "step": s.step,
+            "loss": s.loss,
+            "lr": s.lr,
+            "grad_norm": s.grad_norm,
+            "tokens": s.tokens,
+            "target_tokens": s.target_tokens,
+            "seconds": s.seconds,
+            "tokens_per_s": s.tokens_per_s,
+        });
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(io_err(&self.path))
+    }
+}
