@@ -52,7 +52,7 @@ pub fn compute_advantages(
     num_generations: usize,
     scale: ScaleRewards,
 ) -> Result<Vec<f64>, GrpoError> {
-    if num_generations == 0 || rewards.len() % num_generations != 0 {
+    if num_generations == 0 || !rewards.len().is_multiple_of(num_generations) {
         return Err(GrpoError::Groups {
             n: rewards.len(),
             group: num_generations,

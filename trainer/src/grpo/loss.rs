@@ -122,8 +122,7 @@ pub fn grpo_loss(
     let mut tok_loss = vec![0f64; n];
     let mut tok_grad = vec![0f64; n];
     let (mut low, mut high, mut kl_sum) = (0f64, 0f64, 0f64);
-    for s in 0..x.n_seq {
-        let a = advantages[s];
+    for (s, &a) in advantages.iter().enumerate() {
         for t in s * x.seq_len..(s + 1) * x.seq_len {
             let m = x.mask[t] as f64;
             if m == 0.0 {
