@@ -275,7 +275,7 @@ impl GrpoConfig {
         if !(self.epsilon >= 0.0 && self.epsilon_high() >= 0.0) {
             return bad("epsilon and epsilon_high must be >= 0".into());
         }
-        if !(self.beta >= 0.0) {
+        if self.beta.is_nan() || self.beta < 0.0 {
             return bad(format!("beta = {} must be >= 0", self.beta));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
@@ -296,7 +296,7 @@ impl GrpoConfig {
         if self.num_iterations == 0 || self.micro_batch == 0 {
             return bad("num_iterations and micro_batch must be > 0".into());
         }
-        if !(self.max_grad_norm >= 0.0) {
+        if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
             return bad(format!(
                 "max_grad_norm = {} must be >= 0",
                 self.max_grad_norm

@@ -7,11 +7,14 @@ use plotters::prelude::*;
 use crate::train::metrics::{read_metrics, StepMetrics, METRICS_FILE};
 use crate::train::{Result, TrainError};
 
+/// A curve: its label and the value it takes at a step.
+type Series = (&'static str, fn(&StepMetrics) -> f64);
+
 /// One chart: a title, a file stem and the series it draws (label, value of a step).
 struct Chart {
     stem: &'static str,
     title: &'static str,
-    series: Vec<(&'static str, fn(&StepMetrics) -> f64)>,
+    series: Vec<Series>,
 }
 
 fn charts() -> Vec<Chart> {

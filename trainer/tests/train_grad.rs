@@ -110,7 +110,7 @@ fn policy_gradient_matches_cross_entropy_backward() {
     // cross-entropy backward per sequence with that scale, through the model's own path.
     let mut theirs = m.zero_grads().unwrap();
     let n = b.prompts.len();
-    for s in 0..n {
+    for (s, &a) in adv.iter().enumerate() {
         let ids: Vec<u32> = b.prompts[s]
             .iter()
             .chain(&b.completions[s])
@@ -129,7 +129,7 @@ fn policy_gradient_matches_cross_entropy_backward() {
         let mut g = GradBuffers::new(&m.config, 1, t, &m.device).unwrap();
         m.forward(&ids_t, &mut acts).unwrap();
         m.loss(&mut acts, &targets).unwrap();
-        let scale = (adv[s] / (len * n as f64)) as f32;
+        let scale = (a / (len * n as f64)) as f32;
         m.backward(&ids_t, &targets, &mut acts, &mut theirs, &mut g, scale)
             .unwrap();
     }

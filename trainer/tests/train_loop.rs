@@ -31,7 +31,7 @@ impl Parity {
 }
 
 fn target(prompt: &[u32]) -> u32 {
-    if prompt[0] % 2 == 0 {
+    if prompt[0].is_multiple_of(2) {
         7
     } else {
         9

@@ -189,7 +189,7 @@ impl<T: Task> Trainer<T> {
             ));
             bar.inc(1);
             let last = self.step == self.cfg.steps;
-            if last || (self.cfg.save_steps > 0 && self.step % self.cfg.save_steps == 0) {
+            if last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps)) {
                 self.save()?;
             }
             all.push(m);
