@@ -13,12 +13,18 @@
 const NONE: u32 = u32::MAX;
 
 /// Reusable buffers: states, per-state transition lists, and a stamped open-addressing table
-/// for `(state, symbol) → state` so nothing is cleared between calls.
+/// for `(state, symbol) → state` so nothing is cleared between calls. Most states have one
+/// outgoing transition; it is kept beside the state so the table is only consulted for the
+/// others.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SuffixAutomaton {
     len: Vec<u32>,
     link: Vec<u32>,
     first_end: Vec<u32>,
+    inline_sym: Vec<u32>,
+    inline_to: Vec<u32>,
+    /// Whether the state has transitions in the table.
+    spilled: Vec<bool>,
     edge_head: Vec<u32>,
     edge_sym: Vec<u32>,
     edge_next: Vec<u32>,
@@ -44,6 +50,13 @@ impl SuffixAutomaton {
     }
 
     fn get(&self, state: u32, sym: u32) -> u32 {
+        let s = state as usize;
+        if self.inline_sym[s] == sym {
+            return self.inline_to[s];
+        }
+        if !self.spilled[s] {
+            return NONE;
+        }
         let (i, found) = self.slot(((state as u64) << 32) | sym as u64);
         if found {
             self.slot_val[i]
@@ -53,6 +66,20 @@ impl SuffixAutomaton {
     }
 
     fn set(&mut self, state: u32, sym: u32, to: u32) {
+        let s = state as usize;
+        if self.inline_sym[s] == sym {
+            self.inline_to[s] = to;
+            return;
+        }
+        if self.inline_sym[s] == NONE {
+            self.inline_sym[s] = sym;
+            self.inline_to[s] = to;
+            self.edge_sym.push(sym);
+            self.edge_next.push(self.edge_head[s]);
+            self.edge_head[s] = (self.edge_sym.len() - 1) as u32;
+            return;
+        }
+        self.spilled[s] = true;
         let key = ((state as u64) << 32) | sym as u64;
         let (i, found) = self.slot(key);
         self.slot_val[i] = to;
@@ -69,6 +96,9 @@ impl SuffixAutomaton {
         self.len.push(len);
         self.link.push(NONE);
         self.first_end.push(first_end);
+        self.inline_sym.push(NONE);
+        self.inline_to.push(NONE);
+        self.spilled.push(false);
         self.edge_head.push(NONE);
         (self.len.len() - 1) as u32
     }
@@ -77,6 +107,9 @@ impl SuffixAutomaton {
         self.len.clear();
         self.link.clear();
         self.first_end.clear();
+        self.inline_sym.clear();
+        self.inline_to.clear();
+        self.spilled.clear();
         self.edge_head.clear();
         self.edge_sym.clear();
         self.edge_next.clear();
