@@ -106,3 +106,63 @@ fn sft_reports_the_bad_line() {
     let err = String::from_utf8_lossy(&st.stderr);
     assert!(err.contains(&format!("{}:2:", data.display())), "{err}");
 }
+
+#[test]
+fn swerl_generate_reproduces_a_sequence_memorised_by_swerl_sft() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, out) = (tmp.path().join("base"), tmp.path().join("out"));
+    random_model_dir(&src, 9);
+    let data = tmp.path().join("one.jsonl");
+    let completion = "\n    return a + b  # sum\n";
+    write_jsonl(
+        &data,
+        &[serde_json::json!({"prompt": "def add(a, b):", "completion": completion})],
+    );
+    let st = swerl()
+        .args([
+            "sft",
+            "--quiet",
+            "--steps",
+            "60",
+            "--lr",
+            "1e-2",
+            "--schedule",
+            "constant",
+        ])
+        .args(["--batch-size", "1"])
+        .arg("--model")
+        .arg(&src)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let gen = swerl()
+        .args([
+            "generate",
+            "--prompt",
+            "def add(a, b):",
+            "--max-new-tokens",
+            "30",
+        ])
+        .arg("--model")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    // The EOS ends generation and is skipped when decoding; println adds the newline.
+    assert_eq!(
+        String::from_utf8_lossy(&gen.stdout),
+        format!("{completion}\n")
+    );
+}

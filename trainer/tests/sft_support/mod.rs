@@ -18,9 +18,10 @@ pub fn fixture_dir() -> PathBuf {
     }
 }
 
-/// Tiny config (hidden 64, 2 layers, 4 heads, 2 KV heads, ffn 176, vocab 2048).
+/// The fixture's tiny config (hidden 64, 2 layers, 4 heads, 2 KV heads, ffn 176, vocab 2048,
+/// EOS ids), to be given random weights.
 pub fn tiny_config() -> LlamaConfig {
-    LlamaConfig::new(64, 2, 4, 2, 176, 2048, 512, false).unwrap()
+    LlamaConfig::from_file(&fixture_dir().join("config.json")).unwrap()
 }
 
 /// A random-init tiny model saved as a Hugging Face folder with the fixture's tokenizer.
