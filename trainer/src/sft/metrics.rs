@@ -1,5 +1,9 @@
 //! Metrics as JSON lines (one object per optimizer step), flushed as they are written so a
-//! crashed run keeps its history.
+//! crashed run keeps its history. Layout (v1), one object per line:
+//! `{"step": 1-based optimizer step, "loss": mean loss over the step's target tokens,
+//!   "lr": learning rate used, "grad_norm": global L2 norm before clipping,
+//!   "tokens": non-padding tokens, "target_tokens": tokens in the loss,
+//!   "seconds": step wall time, "tokens_per_s": tokens / seconds, "version": 1}`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -36,6 +40,7 @@ impl MetricsWriter {
             "target_tokens": s.target_tokens,
             "seconds": s.seconds,
             "tokens_per_s": s.tokens_per_s,
+            "version": 1,
         });
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())

@@ -114,6 +114,11 @@ impl Trainer {
         if !(cfg.optim.lr.is_finite() && cfg.optim.lr >= 0.0) {
             return Err(SftError::Invalid(format!("learning rate {}", cfg.optim.lr)));
         }
+        if cfg.max_steps == Some(0) || (cfg.max_steps.is_none() && cfg.epochs == 0) {
+            return Err(SftError::Invalid(
+                "nothing to do: need at least one epoch or step".into(),
+            ));
+        }
         let limit = model.config.max_position_embeddings;
         if cfg.max_seq_len > limit {
             return Err(SftError::Invalid(format!(
