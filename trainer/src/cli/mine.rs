@@ -154,3 +154,117 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "A")
+            .env("GIT_AUTHOR_EMAIL", "a@example.com")
+            .env("GIT_COMMITTER_NAME", "C")
+            .env("GIT_COMMITTER_EMAIL", "c@example.com")
+            .env("GIT_AUTHOR_DATE", "@1700000000 +0000")
+            .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn mine_writes_dataset_and_report_then_data_commands_read_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("r");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(
+            &repo,
+            &["remote", "add", "origin", "https://github.com/o/r.git"],
+        );
+        std::fs::write(repo.join("a.py"), "x = 1\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "init"]);
+        std::fs::write(repo.join("a.py"), "x = 2\n").unwrap();
+        git(&repo, &["commit", "-q", "-am", "Set x (#5)\n\nFixes #4"]);
+        let out = tmp.path().join("ds");
+        let args = Args {
+            repos: vec![repo],
+            out: out.clone(),
+            events: None,
+            all_commits: false,
+            jobs: Some(1),
+            name: None,
+            max_files: 50,
+            max_lines: 2000,
+            max_file_bytes: 1 << 20,
+            relevant_k: 3,
+            exclude: vec![],
+            no_decontaminate: false,
+            shard_records: 10,
+            json: true,
+        };
+        run(args).unwrap();
+        let report: datagen::Report =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!((report.units, report.kept), (1, 1));
+        let ds = datagen::Dataset::open(&out).unwrap();
+        let inst = ds.get(0).unwrap();
+        assert_eq!(
+            (inst.id.as_str(), inst.pr_number, inst.linked_issues.clone()),
+            ("o__r-5", Some(5), vec![4])
+        );
+        let jsonl = tmp.path().join("x.jsonl");
+        use super::super::data;
+        data::run(data::Args {
+            command: data::Cmd::Export {
+                dir: out.clone(),
+                jsonl: true,
+                out: Some(jsonl.clone()),
+            },
+        })
+        .unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&jsonl).unwrap().trim()).unwrap();
+        assert_eq!(line["instance_id"], "o__r-5");
+        assert_eq!(line["patch"], inst.oracle_patch.as_str());
+        data::run(data::Args {
+            command: data::Cmd::Stats {
+                dir: out.clone(),
+                json: true,
+            },
+        })
+        .unwrap();
+        // A second run into the same directory is refused rather than mixing datasets.
+        let again = Args {
+            repos: vec![tmp.path().join("r")],
+            out,
+            events: None,
+            all_commits: false,
+            jobs: Some(1),
+            name: None,
+            max_files: 50,
+            max_lines: 2000,
+            max_file_bytes: 1 << 20,
+            relevant_k: 3,
+            exclude: vec![],
+            no_decontaminate: false,
+            shard_records: 10,
+            json: true,
+        };
+        assert!(run(again)
+            .unwrap_err()
+            .to_string()
+            .contains("already holds"));
+    }
+}
