@@ -11,9 +11,11 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/bin"
 
-echo "gpu-check: building kernels tests + benches (--features cuda --release)"
+echo "gpu-check: building kernels + runtime CUDA tests, benches (--features cuda --release)"
 cargo test -p kernels --features cuda --release --no-run --lib --tests --message-format=json 2>/dev/null \
     | grep -o '"executable":"[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' > "$STAGE/tests.txt"
+cargo test -p runtime --features cuda --release --no-run --test cuda_backend --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' >> "$STAGE/tests.txt"
 cargo build --quiet -p kernels --features cuda --release --example bench_kernels
 
 while read -r exe; do

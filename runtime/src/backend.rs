@@ -213,6 +213,8 @@ pub trait Backend: Send + Sync {
 pub fn backend_for(op: &'static str, device: &Device) -> Result<&'static dyn Backend> {
     match device {
         Device::Cpu => Ok(&crate::cpu::CpuBackend),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => crate::cuda::backend(op, *i),
         #[allow(unreachable_patterns)]
         other => Err(Error::Device {
             op,

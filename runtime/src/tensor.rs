@@ -38,12 +38,30 @@ impl Tensor {
         }
     }
 
+    #[cfg(feature = "cuda")]
+    fn from_cuda(storage: crate::cuda::CudaStorage, shape: &[usize], ordinal: usize) -> Tensor {
+        let dtype = storage.dtype();
+        Tensor {
+            storage: Arc::new(Storage::Cuda(storage)),
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype,
+            device: Device::Cuda(ordinal),
+        }
+    }
+
     /// A zero-filled tensor.
     pub fn zeros(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
         match device {
             Device::Cpu => Ok(Self::from_cpu(
                 CpuStorage::zeros(dtype, numel_of(shape)),
                 shape,
+            )),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => Ok(Self::from_cuda(
+                crate::cuda::CudaStorage::zeros(*i, dtype, numel_of(shape))?,
+                shape,
+                *i,
             )),
             #[allow(unreachable_patterns)]
             other => Err(Error::Device {
@@ -55,6 +73,10 @@ impl Tensor {
 
     /// A tensor filled with `value` (converted to `dtype`).
     pub fn full(shape: &[usize], value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+        if !device.is_cpu() {
+            // Filled on the host and uploaded: no fill kernel, and `full` is not on a hot path.
+            return Self::full(shape, value, dtype, &Device::Cpu)?.to_device(device);
+        }
         let mut t = Self::zeros(shape, dtype, device)?;
         t.fill(value)?;
         Ok(t)
@@ -213,6 +235,10 @@ impl Tensor {
 
     /// The elements converted to `T` (any dtype to any dtype; float->int truncates).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        #[cfg(feature = "cuda")]
+        if !self.device.is_cpu() {
+            return self.to_device(&Device::Cpu)?.to_vec();
+        }
         if T::DTYPE == self.dtype {
             return Ok(self.as_slice::<T>()?.to_vec());
         }
@@ -362,6 +388,8 @@ impl Tensor {
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         match device {
             Device::Cpu if self.device.is_cpu() => self.copy(),
+            #[cfg(feature = "cuda")]
+            _ => self.to_device_cuda(device),
             #[allow(unreachable_patterns)]
             other => invalid(
                 "to_device",
@@ -370,6 +398,73 @@ impl Tensor {
                     self.device
                 ),
             ),
+        }
+    }
+
+    /// Host<->device and device<->device copies (through the host; transfers are not on a hot
+    /// path: weights move once, results come back once per step).
+    #[cfg(feature = "cuda")]
+    fn to_device_cuda(&self, device: &Device) -> Result<Tensor> {
+        let host = match &*self.storage {
+            Storage::Cpu(_) => None,
+            Storage::Cuda(c) => Some(c.to_cpu()?),
+        };
+        let host = match host {
+            Some(all) => {
+                let t = Tensor {
+                    storage: Arc::new(Storage::Cpu(all)),
+                    offset: self.offset,
+                    shape: self.shape.clone(),
+                    dtype: self.dtype,
+                    device: Device::Cpu,
+                };
+                t.copy()?
+            }
+            None => self.copy()?,
+        };
+        match device {
+            Device::Cpu => Ok(host),
+            Device::Cuda(i) => {
+                let cpu = host.cpu_storage("to_device")?;
+                Ok(Self::from_cuda(
+                    crate::cuda::CudaStorage::from_cpu(*i, cpu)?,
+                    &self.shape,
+                    *i,
+                ))
+            }
+        }
+    }
+
+    /// The device buffer of a CUDA tensor and this view's element offset.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_storage(
+        &self,
+        op: &'static str,
+    ) -> Result<(&crate::cuda::CudaStorage, usize)> {
+        match &*self.storage {
+            Storage::Cuda(c) => Ok((c, self.offset)),
+            Storage::Cpu(_) => Err(Error::Device {
+                op,
+                msg: "expected a CUDA tensor, got a CPU one".into(),
+            }),
+        }
+    }
+
+    /// Mutable device buffer and offset; errors when the storage is shared (module docs).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_storage_mut(
+        &mut self,
+        op: &'static str,
+    ) -> Result<(&mut crate::cuda::CudaStorage, usize)> {
+        let offset = self.offset;
+        let shape = self.shape.clone();
+        match Arc::get_mut(&mut self.storage) {
+            None => Err(Error::SharedStorage { op, shape }),
+            Some(Storage::Cuda(c)) => Ok((c, offset)),
+            Some(Storage::Cpu(_)) => Err(Error::Device {
+                op,
+                msg: "expected a CUDA tensor, got a CPU one".into(),
+            }),
         }
     }
 }

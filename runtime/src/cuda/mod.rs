@@ -6,11 +6,26 @@
 //! to hold tensors there. Every failure is a `Result` (`Error::Device` naming the op), and a
 //! machine without a driver or NVRTC gets one line saying so instead of a panic.
 
+mod backend;
 mod device;
 mod storage;
 
+pub use backend::CudaBackend;
 pub use device::{device, report, CudaDevice};
 pub use storage::CudaStorage;
+
+/// The backend for device `ordinal`, after opening it (so a machine without CUDA gets the
+/// one-line reason here instead of at the first kernel).
+pub fn backend(
+    op: &'static str,
+    ordinal: usize,
+) -> crate::Result<&'static dyn crate::backend::Backend> {
+    device(ordinal).map_err(|e| crate::Error::Device {
+        op,
+        msg: e.to_string(),
+    })?;
+    Ok(&CudaBackend)
+}
 
 /// Maps a kernels-crate error into the runtime's, naming the op.
 pub(crate) fn dev_err(op: &'static str) -> impl Fn(kernels::KernelError) -> crate::Error {
