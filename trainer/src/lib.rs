@@ -10,3 +10,4 @@ pub mod plan;
 pub mod sft;
 pub mod plot;
 pub mod quickstart;
+pub mod dp;
