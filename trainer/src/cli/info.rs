@@ -9,5 +9,19 @@ pub fn run(_args: Args) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    cuda_report();
     Ok(())
+}
+
+/// Driver and NVRTC versions and each device, or the one line saying why CUDA is unusable here.
+#[cfg(feature = "cuda")]
+fn cuda_report() {
+    for line in runtime::cuda::report() {
+        println!("{line}");
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_report() {
+    println!("cuda: not in this build (rebuild with `--features cuda`)");
 }
