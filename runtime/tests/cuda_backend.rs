@@ -159,6 +159,13 @@ fn rmsnorm_swiglu_embedding_match_cpu() {
         ops::embedding_fwd(&mut e, &ids, &table).unwrap();
         ops::embedding_fwd(&mut ge, &gpu(&ids), &gpu(&table)).unwrap();
         rel_err("embedding_fwd", &ge, &e, tol(dtype));
+
+        let mut p = Tensor::zeros(&[n, vocab], dtype, &Device::Cpu).unwrap();
+        let mut gp = poisoned(&[n, vocab], dtype);
+        let logits = rand(&[n, vocab], dtype, &mut r);
+        ops::softmax(&mut p, &logits, 0.7).unwrap();
+        ops::softmax(&mut gp, &gpu(&logits), 0.7).unwrap();
+        rel_err("softmax", &gp, &p, tol(dtype));
     }
 }
 
@@ -199,11 +206,11 @@ fn an_op_without_a_kernel_is_an_error_naming_it() {
     if !have_gpu("an_op_without_a_kernel_is_an_error_naming_it") {
         return;
     }
-    let mut x = poisoned(&[4, 8], DType::F32);
-    let y = gpu(&Tensor::zeros(&[4, 8], DType::F32, &Device::Cpu).unwrap());
-    let e = ops::softmax(&mut x, &y, 1.0).unwrap_err().to_string();
+    let mut dst = poisoned(&[4, 8], DType::F32);
+    let src = gpu(&Tensor::zeros(&[2, 8], DType::F32, &Device::Cpu).unwrap());
+    let e = ops::copy_rows(&mut dst, 1, &src).unwrap_err().to_string();
     assert!(
-        e.contains("softmax") && e.contains("not implemented on CUDA"),
+        e.contains("copy_rows") && e.contains("not implemented on CUDA"),
         "{e}"
     );
 }

@@ -526,8 +526,19 @@ impl Backend for CudaBackend {
         not_implemented("logprobs_bwd", "logprobs_bwd is")
     }
 
-    fn softmax(&self, _out: &mut Tensor, _x: &Tensor, _temperature: f32) -> Result<()> {
-        not_implemented("softmax", "softmax is")
+    fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
+        const OP: &str = "softmax";
+        let gpu = gpu_of(OP, x)?;
+        let vocab = x.dim(x.rank() - 1);
+        let rows = x.numel().checked_div(vocab).unwrap_or(0);
+        float_dispatch!(one_dtype(OP, &[out, x])?, OP, E => unsafe {
+            // SAFETY: one dtype for both, E its element type.
+            let xv = view::<E>(OP, x)?;
+            with_mut::<E, _>(OP, out, |o| {
+                kernels::logprobs::softmax::<E>(gpu, &xv, o, rows, vocab, temperature)
+                    .map_err(dev_err(OP))
+            })
+        })
     }
 
     fn adamw(
