@@ -52,7 +52,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         (None, Some(ids), _) => ids.clone(),
         _ => bail!("give --prompt TEXT or --prompt-ids 1,2,3"),
     };
-    if !(a.temperature >= 0.0) {
+    if a.temperature.is_nan() || a.temperature < 0.0 {
         bail!("--temperature must be >= 0, got {}", a.temperature);
     }
     if !(a.top_p > 0.0 && a.top_p <= 1.0) {
