@@ -139,7 +139,6 @@ impl Llama {
         loss_scale: f32,
     ) -> Result<()> {
         self.check_ids(ids, acts)?;
-        let p = &self.params;
         lm_head::loss_backward(
             &mut g.d_logits,
             &acts.logits,
@@ -147,6 +146,22 @@ impl Llama {
             targets,
             loss_scale,
         )?;
+        self.backward_from_dlogits(ids, acts, grads, g)
+    }
+
+    /// Backward of the last [`Llama::forward`] starting from d logits already in
+    /// `g.d_logits`: **accumulates** every parameter's gradient into `grads` (F32).
+    /// Losses other than cross-entropy (e.g. a policy gradient through token log-probs)
+    /// fill `g.d_logits` themselves and call this.
+    pub fn backward_from_dlogits(
+        &self,
+        ids: &Tensor,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+    ) -> Result<()> {
+        self.check_ids(ids, acts)?;
+        let p = &self.params;
         let d_lnf = &mut g.layer.d_ln;
         let d_head = match grads.lm_head.as_mut() {
             Some(h) => h,

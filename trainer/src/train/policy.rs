@@ -1,10 +1,9 @@
 //! Per-token log-probs of completions under a policy, and the policy gradient from
 //! d loss / d logp: a padded `[B, T]` forward of prompt + completion, `token_logprobs` at
-//! `temperature` on the completion positions only, and the model's layer backward started
-//! from the log-prob backward's d logits (the model's own `backward` starts from cross-entropy).
+//! `temperature` on the completion positions only, and [`Llama::backward_from_dlogits`]
+//! started from the log-prob backward's d logits.
 
 use model::layers::lm_head::IGNORE;
-use model::layers::{block, embedding, lm_head, rmsnorm};
 use model::{Activations, GradBuffers, Llama, LlamaParams};
 use runtime::{ops, DType, Tensor};
 
@@ -131,48 +130,6 @@ pub fn completion_logps(
     Ok(out)
 }
 
-/// Backward of the last forward starting from `g.d_logits`: accumulates into `grads`.
-pub fn backward_from_dlogits(
-    m: &Llama,
-    ids: &Tensor,
-    acts: &Activations,
-    grads: &mut LlamaParams,
-    g: &mut GradBuffers,
-) -> Result<()> {
-    let p = &m.params;
-    let d_head = match grads.lm_head.as_mut() {
-        Some(h) => h,
-        None => &mut grads.embed,
-    };
-    lm_head::backward(&mut g.layer.d_ln, d_head, &g.d_logits, &acts.lnf, p.head())?;
-    let n = m.config.num_layers;
-    rmsnorm::backward(
-        &mut g.d_resid,
-        &mut grads.norm,
-        &g.layer.d_ln,
-        &acts.resid[n],
-        &p.norm,
-        &acts.lnf_rstd,
-        false,
-    )?;
-    for l in (0..n).rev() {
-        block::backward(
-            &p.layers[l],
-            &mut grads.layers[l],
-            &m.rope,
-            &acts.layers[l],
-            &acts.resid[l],
-            &acts.pos,
-            &g.d_resid,
-            &mut g.d_resid_next,
-            &mut g.layer,
-        )?;
-        std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
-    }
-    embedding::backward(&mut grads.embed, &g.d_resid, ids)?;
-    Ok(())
-}
-
 /// The policy-gradient pass: for each micro-batch, forward, fill its rows of the log-probs,
 /// ask `grad_of` for d loss / d logp (`[n, width]`, given the log-probs known so far), and
 /// backprop it into `grads` (accumulated). `grad_of` may only rely on the rows it is asked
@@ -189,7 +146,7 @@ pub fn policy_backward(
 ) -> Result<Vec<f32>> {
     let mut logp = vec![0f32; seqs.len() * width];
     for rows in chunks(seqs.len(), micro) {
-        let c = forward_chunk(m, seqs, rows, temperature)?;
+        let mut c = forward_chunk(m, seqs, rows, temperature)?;
         c.scatter(&mut logp, width)?;
         let grad = grad_of(&logp)?;
         if grad.len() != logp.len() {
@@ -210,7 +167,7 @@ pub fn policy_backward(
             temperature,
             Some(IGNORE),
         )?;
-        backward_from_dlogits(m, &c.ids, &c.acts, grads, &mut g)?;
+        m.backward_from_dlogits(&c.ids, &mut c.acts, grads, &mut g)?;
     }
     Ok(logp)
 }
