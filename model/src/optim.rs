@@ -1,11 +1,16 @@
 //! AdamW over the model's parameters (runtime's fused `adamw_step`), global-norm gradient
-//! clipping, and the warmup + cosine/constant learning-rate schedule.
+//! clipping, the warmup + cosine/constant learning-rate schedule, and the state's save/load
+//! for exact resume.
+
+use std::path::Path;
 
 use runtime::{ops, AdamWParams, DType};
 
+use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::model::Llama;
 use crate::params::LlamaParams;
+use crate::safetensors_io;
 
 /// Learning-rate shape after warmup.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -115,6 +120,18 @@ impl AdamW {
     /// Clips, then updates `model`'s parameters from `grads` (F32, e.g. accumulated over
     /// micro-batches with the right loss scale).
     pub fn step(&mut self, model: &mut Llama, grads: &LlamaParams) -> Result<StepStats> {
+        let lr = self.config.lr_at(self.step);
+        self.step_with_lr(model, grads, lr)
+    }
+
+    /// [`AdamW::step`] at learning rate `lr` instead of the schedule's: for callers that
+    /// schedule per outer step (GRPO takes several optimizer steps per step at one rate).
+    pub fn step_with_lr(
+        &mut self,
+        model: &mut Llama,
+        grads: &LlamaParams,
+        lr: f32,
+    ) -> Result<StepStats> {
         let c = self.config;
         let gs = grads.tensors();
         let grad_norm = ops::global_l2_norm(&gs)?;
@@ -127,7 +144,6 @@ impl AdamW {
             Some(max) if grad_norm > max as f64 => (max as f64 / (grad_norm + 1e-6)) as f32,
             _ => 1.0,
         };
-        let lr = c.lr_at(self.step);
         self.step += 1;
         let mut p = AdamWParams {
             lr,
@@ -166,5 +182,73 @@ impl AdamW {
             grad_norm,
             clip_scale,
         })
+    }
+
+    /// The tensors of the state under their file names: `m.<param>`, `v.<param>` and, when
+    /// master weights are kept, `master.<param>`.
+    fn parts_mut(&mut self) -> Vec<(&'static str, &mut LlamaParams)> {
+        let mut parts = vec![("m", &mut self.m), ("v", &mut self.v)];
+        if let Some(master) = self.master.as_mut() {
+            parts.push(("master", master));
+        }
+        parts
+    }
+
+    /// Writes the moments (and master weights, when kept) to `path` as F32 safetensors,
+    /// atomically. The step count is the caller's to store (e.g. in its trainer state).
+    pub fn save_state(&self, config: &LlamaConfig, path: &Path) -> Result<()> {
+        let mut parts = vec![("m", &self.m), ("v", &self.v)];
+        if let Some(master) = &self.master {
+            parts.push(("master", master));
+        }
+        let mut named: Vec<(String, &runtime::Tensor)> = Vec::new();
+        for (prefix, p) in parts {
+            for (n, t) in p.named(config) {
+                named.push((format!("{prefix}.{n}"), t));
+            }
+        }
+        safetensors_io::save(path, &named, DType::F32)
+    }
+
+    /// Replaces the state with what [`AdamW::save_state`] wrote to `path`, `step` steps in.
+    /// Every tensor must be present, F32, with its parameter's shape.
+    pub fn load_state(&mut self, model: &Llama, path: &Path, step: u64) -> Result<()> {
+        let mut all = safetensors_io::read_all(path)?;
+        let (config, device) = (&model.config, &model.device);
+        for (prefix, p) in self.parts_mut() {
+            let names: Vec<String> = p.named(config).into_iter().map(|(n, _)| n).collect();
+            for (n, t) in names.iter().zip(p.tensors_mut()) {
+                let name = format!("{prefix}.{n}");
+                let src = all.remove(&name).ok_or_else(|| ModelError::MissingTensor {
+                    name: name.clone(),
+                    file: path.to_path_buf(),
+                })?;
+                if src.shape() != t.shape() {
+                    return Err(ModelError::ShapeMismatch {
+                        name,
+                        file: path.to_path_buf(),
+                        expected: t.shape().to_vec(),
+                        found: src.shape().to_vec(),
+                    });
+                }
+                if src.dtype() != DType::F32 {
+                    return Err(ModelError::Invalid(format!(
+                        "{}: optimizer tensor `{name}` is {:?}, expected F32",
+                        path.display(),
+                        src.dtype()
+                    )));
+                }
+                *t = src.copy()?.to_device(device)?;
+            }
+        }
+        if let Some(extra) = all.keys().next() {
+            return Err(ModelError::Invalid(format!(
+                "{}: unexpected optimizer tensor `{extra}` (master weights saved for a \
+                 different precision?)",
+                path.display()
+            )));
+        }
+        self.step = step;
+        Ok(())
     }
 }

@@ -188,3 +188,70 @@ fn training_steps_lower_the_loss_and_bf16_copy_tracks_master() {
         }
     }
 }
+
+/// A model that shares no storage with `m`.
+fn clone_model(m: &Llama) -> Llama {
+    let mut p = m.params.clone();
+    for t in p.tensors_mut() {
+        *t = t.copy().unwrap();
+    }
+    Llama::from_params(m.config.clone(), p).unwrap()
+}
+
+#[test]
+fn saved_state_resumes_bit_exactly_and_mismatches_are_errors() {
+    let rows = id_rows(&reference()["input_ids"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = OptimConfig {
+        lr: 3e-3,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let step = |m: &mut Llama, opt: &mut AdamW| {
+        let mut g = m.zero_grads().unwrap();
+        accumulate(m, &rows, &mut g, None);
+        opt.step(m, &g).unwrap();
+    };
+    for dtype in [DType::F32, DType::BF16] {
+        let path = dir.path().join(format!("{dtype:?}.safetensors"));
+        let mut a = Llama::load_as(&fixture_dir(), dtype).unwrap();
+        let mut opt_a = AdamW::new(&a, cfg).unwrap();
+        step(&mut a, &mut opt_a);
+        opt_a.save_state(&a.config, &path).unwrap();
+        let mut b = clone_model(&a);
+        let mut opt_b = AdamW::new(&b, cfg).unwrap();
+        opt_b.load_state(&b, &path, opt_a.step).unwrap();
+        for _ in 0..2 {
+            step(&mut a, &mut opt_a);
+            step(&mut b, &mut opt_b);
+        }
+        for (x, y) in a.params.tensors().into_iter().zip(b.params.tensors()) {
+            let bits = |t: &runtime::Tensor| -> Vec<u32> {
+                t.to_f32_vec()
+                    .unwrap()
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect()
+            };
+            assert_eq!(bits(x), bits(y), "{dtype:?}: resumed weights differ");
+        }
+    }
+    // BF16 state carries master weights an F32 optimizer has no place for, and vice versa.
+    let f32_model = Llama::load_as(&fixture_dir(), DType::F32).unwrap();
+    let mut opt = AdamW::new(&f32_model, cfg).unwrap();
+    let err = opt
+        .load_state(&f32_model, &dir.path().join("BF16.safetensors"), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("master."), "{err}");
+    let bf16_model = Llama::load_as(&fixture_dir(), DType::BF16).unwrap();
+    let mut opt = AdamW::new(&bf16_model, cfg).unwrap();
+    let err = opt
+        .load_state(&bf16_model, &dir.path().join("F32.safetensors"), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("master.") && err.contains("not found"),
+        "{err}"
+    );
+}

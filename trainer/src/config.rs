@@ -248,6 +248,38 @@ pub struct GrpoConfig {
 }
 
 impl GrpoConfig {
+    /// Learning rate of 0-based GRPO `step` (all its `num_iterations` optimizer steps use it):
+    /// linear warmup over `warmup_steps` (`(step+1)/warmup`), then the schedule over the
+    /// remaining steps.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let base = self.learning_rate;
+        if step < self.warmup_steps {
+            return base * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        match self.lr_schedule {
+            LrSchedule::Constant => base,
+            LrSchedule::Linear => base * (1.0 - progress),
+            LrSchedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        }
+    }
+
+    /// The AdamW settings. GRPO passes [`GrpoConfig::lr_at`] to each optimizer step, so the
+    /// optimizer's own schedule is left constant.
+    pub fn optim_config(&self) -> model::optim::OptimConfig {
+        model::optim::OptimConfig {
+            lr: self.learning_rate as f32,
+            beta1: self.adam_beta1 as f32,
+            beta2: self.adam_beta2 as f32,
+            eps: self.adam_epsilon as f32,
+            weight_decay: self.weight_decay as f32,
+            warmup_steps: 0,
+            schedule: model::optim::Schedule::Constant,
+            max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm as f32),
+        }
+    }
+
     /// Reads `path` (optional), applies `--key value` overrides, and validates.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
         let mut table = read_table(path)?;

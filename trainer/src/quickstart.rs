@@ -18,10 +18,10 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior};
 use crate::config::{GrpoConfig, LrSchedule};
 use crate::prompt::PromptTemplate;
 use crate::train::checkpoint::save_hf_folder;
-use crate::train::optim::{AdamW, AdamWSettings};
 use crate::train::oracle::oracle_answer;
 use crate::train::warmup::{sft_step, Demo};
 use crate::train::{io_err, Result, SweTask, TrainError, Trainer};
+use model::optim::AdamW;
 
 /// Llama-3's pre-tokenizer split pattern.
 pub const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -267,7 +267,7 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
         demos.len(),
         opts.sft_steps
     ));
-    let mut opt = AdamW::new(&m.config, AdamWSettings::from_config(&cfg), &m.device)?;
+    let mut opt = AdamW::new(&m, cfg.optim_config())?;
     let mut rng = runtime::Rng::new(opts.seed);
     let mut sft_losses = Vec::new();
     for s in 0..opts.sft_steps {

@@ -3,7 +3,6 @@
 
 pub mod checkpoint;
 pub mod metrics;
-pub mod optim;
 pub mod oracle;
 pub mod policy;
 pub mod prompt;

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use model::optim::AdamW;
 use model::Llama;
 use runtime::Rng;
 
 use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
 use super::metrics::{MetricsWriter, StepMetrics};
-use super::optim::{learning_rate, AdamW, AdamWSettings};
 use super::policy::deep_copy;
 use super::step::{grpo_step, Learner, Reward, StepSettings};
 use super::{Result, TrainError};
@@ -45,11 +45,7 @@ impl<T: Task> Trainer<T> {
     /// A fresh run from `model` (the reference, when `beta != 0`, is a frozen copy of it).
     pub fn new(cfg: GrpoConfig, model: Llama, task: T, eos_token_ids: Vec<u32>) -> Result<Self> {
         cfg.validate()?;
-        let opt = AdamW::new(
-            &model.config,
-            AdamWSettings::from_config(&cfg),
-            &model.device,
-        )?;
+        let opt = AdamW::new(&model, cfg.optim_config())?;
         let reference = if cfg.beta != 0.0 {
             Some(Llama::from_params(
                 model.config.clone(),
@@ -92,13 +88,8 @@ impl<T: Task> Trainer<T> {
             )));
         }
         let model = Llama::load(dir)?;
-        let settings_opt = AdamWSettings::from_config(&cfg);
-        let opt = AdamW::load(
-            &model.config,
-            settings_opt,
-            state.optimizer_step,
-            &dir.join(OPTIMIZER_FILE),
-        )?;
+        let mut opt = AdamW::new(&model, cfg.optim_config())?;
+        opt.load_state(&model, &dir.join(OPTIMIZER_FILE), state.optimizer_step)?;
         let reference = if cfg.beta != 0.0 {
             Some(Llama::load(&cfg.model)?)
         } else {
@@ -123,7 +114,7 @@ impl<T: Task> Trainer<T> {
         let t0 = Instant::now();
         let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
         let seed = self.rng.next_u64();
-        let lr = learning_rate(&self.cfg, self.step);
+        let lr = self.cfg.lr_at(self.step);
         let report = grpo_step(
             &mut self.learner,
             &self.settings,
@@ -154,7 +145,7 @@ impl<T: Task> Trainer<T> {
             config: self.cfg.clone(),
         };
         let m = &self.learner.model;
-        let write_opt = |p: &Path| self.learner.opt.save(&m.config, p);
+        let write_opt = |p: &Path| Ok(self.learner.opt.save_state(&m.config, p)?);
         checkpoint::save(
             &self.cfg.output_dir,
             m,

@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
+use model::optim::AdamW;
 use model::{Llama, LlamaParams};
 use rayon::prelude::*;
 
-use super::optim::AdamW;
 use super::policy::{completion_logps, policy_backward, Sequence};
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::Result;
@@ -233,7 +233,7 @@ pub fn train_on_rollouts(
         let t0 = Instant::now();
         let stats = learner
             .opt
-            .step(&mut learner.model.params, &learner.grads, lr)?;
+            .step_with_lr(&mut learner.model, &learner.grads, lr as f32)?;
         timings.optimizer += t0.elapsed().as_secs_f64();
         totals.0 += out.loss;
         totals.1 += out.kl;

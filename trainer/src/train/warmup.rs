@@ -2,9 +2,9 @@
 //! on the same policy-gradient pass as GRPO: d loss / d logp = -1 / (number of target tokens).
 //! Quickstart uses it to teach a fresh model the SWE-RL answer format before GRPO.
 
+use model::optim::AdamW;
 use model::Llama;
 
-use super::optim::AdamW;
 use super::policy::{policy_backward, Sequence};
 use super::Result;
 
@@ -45,7 +45,7 @@ pub fn sft_step(
     let mut grads = m.zero_grads()?;
     let mut grad_of = |_: &[f32]| Ok(grad.clone());
     let logp = policy_backward(m, &seqs, width, 1.0, micro, &mut grads, &mut grad_of)?;
-    opt.step(&mut m.params, &grads, lr)?;
+    opt.step_with_lr(m, &grads, lr as f32)?;
     let nll: f64 = -logp.iter().map(|&x| x as f64).sum::<f64>();
     Ok(nll / tokens.max(1) as f64)
 }
