@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use datagen::{Dataset, DatasetWriter, FilterConfig, Instance, MineOptions, Miner};
+use model::optim::{OptimConfig, Schedule};
 use model::{Llama, LlamaConfig, Tokenizer};
 use runtime::DType;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
@@ -17,11 +18,10 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::config::{GrpoConfig, LrSchedule};
 use crate::prompt::PromptTemplate;
+use crate::sft::{self, make_batches, Example, Packing, SftConfig};
 use crate::train::checkpoint::save_hf_folder;
 use crate::train::oracle::oracle_answer;
-use crate::train::warmup::{sft_step, Demo};
 use crate::train::{io_err, Result, SweTask, TrainError, Trainer};
-use model::optim::AdamW;
 
 /// Llama-3's pre-tokenizer split pattern.
 pub const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -214,7 +214,7 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
     }
     train_tokenizer(&corpus, opts.vocab_size, &init_dir)?;
     let tok = Tokenizer::from_dir(&init_dir)?;
-    let mut m = init_model(&tok, &init_dir, opts.seed)?;
+    let m = init_model(&tok, &init_dir, opts.seed)?;
     let eos = m.config.eos_token_ids.clone();
     say(format!(
         "tokenizer: {} tokens; model: {} parameters",
@@ -247,7 +247,11 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
         let mut completion = tok.encode(&answer, false)?;
         completion.push(eos[0]);
         if completion.len() <= cfg.max_completion_length {
-            demos.push(Demo { prompt, completion });
+            let mask = (0..prompt.len() + completion.len())
+                .map(|i| i >= prompt.len())
+                .collect();
+            let ids = [prompt, completion].concat();
+            demos.push(Example::new(ids, mask).map_err(sft_err)?);
         } else {
             long_answer += 1;
         }
@@ -267,19 +271,37 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
         demos.len(),
         opts.sft_steps
     ));
-    let mut opt = AdamW::new(&m, cfg.optim_config())?;
+    // Warm-up of 10 steps to 3e-3 on top of GRPO's AdamW settings.
+    let max_len = demos.iter().map(|d| d.ids.len()).max().unwrap_or(1);
+    let sft_cfg = SftConfig {
+        optim: OptimConfig {
+            lr: 3e-3,
+            warmup_steps: 10,
+            schedule: Schedule::Constant,
+            ..cfg.optim_config()
+        },
+        batch_size: 4,
+        max_seq_len: max_len,
+        max_steps: Some(opts.sft_steps.max(1)),
+        seed: opts.seed,
+        packing: Packing::Pad,
+        pad_multiple: 1,
+        ..SftConfig::default()
+    };
+    let mut sft = sft::Trainer::new(m, sft_cfg).map_err(sft_err)?;
     let mut rng = runtime::Rng::new(opts.seed);
     let mut sft_losses = Vec::new();
     for s in 0..opts.sft_steps {
-        let batch: Vec<&Demo> = (0..4)
-            .map(|_| &demos[rng.below(demos.len() as u64) as usize])
+        let order: Vec<usize> = (0..4)
+            .map(|_| rng.below(demos.len() as u64) as usize)
             .collect();
-        let lr = 3e-3 * ((s + 1) as f64 / 10.0).min(1.0);
-        sft_losses.push(sft_step(&mut m, &mut opt, &batch, lr, 4)?);
+        let batches = make_batches(&demos, &order, 4, Packing::Pad, max_len, 1).map_err(sft_err)?;
+        sft_losses.push(sft.train_step(&batches).map_err(sft_err)?.loss);
         if opts.progress && (s + 1) % 20 == 0 {
             eprintln!("  sft step {}: loss {:.3}", s + 1, sft_losses[s]);
         }
     }
+    let m = sft.into_model();
     let sft_dir = opts.out.join("sft");
     save_hf_folder(&m, &sft_dir, Some(&init_dir))?;
 
@@ -338,4 +360,8 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         micro_batch: 4,
         prompt_template: None,
     }
+}
+
+fn sft_err(e: sft::SftError) -> TrainError {
+    TrainError::Invalid(format!("SFT warm-up: {e}"))
 }

@@ -10,7 +10,6 @@ pub mod rollout;
 pub mod run;
 pub mod step;
 pub mod swe;
-pub mod warmup;
 
 pub use run::{Task, Trainer};
 pub use step::{Learner, Reward, Scored, StepSettings};
