@@ -80,6 +80,15 @@ struct Geo {
 }
 
 impl Geo {
+    fn of(a: &AttnArgs) -> Self {
+        Geo {
+            t: a.t,
+            s: a.s,
+            h: a.n_heads,
+            hkv: a.n_kv_heads,
+            d: a.head_dim,
+        }
+    }
     fn q_at(&self, b: usize, t: usize, h: usize) -> usize {
         ((b * self.t + t) * self.h + h) * self.d
     }
@@ -137,13 +146,7 @@ pub(crate) fn attention_fwd(
 ) -> Result<()> {
     let op = a.op;
     let rule = KeyRule::new(a)?;
-    let g = Geo {
-        t: a.t,
-        s: a.s,
-        h: a.n_heads,
-        hkv: a.n_kv_heads,
-        d: a.head_dim,
-    };
+    let g = Geo::of(a);
     let grp = g.h / g.hkv;
     let qf = q.f32_cow(op)?;
     let kf = k.f32_cow(op)?;
@@ -226,13 +229,7 @@ pub(crate) fn attention_bwd(
 ) -> Result<()> {
     let op = a.op;
     let rule = KeyRule::new(a)?;
-    let g = Geo {
-        t: a.t,
-        s: a.s,
-        h: a.n_heads,
-        hkv: a.n_kv_heads,
-        d: a.head_dim,
-    };
+    let g = Geo::of(a);
     let grp = g.h / g.hkv;
     let qf = q.f32_cow(op)?;
     let kf = k.f32_cow(op)?;
