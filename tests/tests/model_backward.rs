@@ -2,30 +2,11 @@
 
 mod model_support;
 
-use model::layers::lm_head::shifted_targets;
-use model::{Activations, GradBuffers, Llama, LlamaParams};
+use model::{Llama, LlamaParams};
 use model_support::*;
 
 fn grads(m: &Llama, recompute: bool) -> LlamaParams {
-    let r = reference();
-    let ids = m.ids_tensor(&id_rows(&r["input_ids"])).unwrap();
-    let (b, t) = (ids.dim(0), ids.dim(1));
-    let targets = shifted_targets(&ids.to_vec::<i64>().unwrap(), b, t, None).unwrap();
-    let mut acts = Activations::new(&m.config, b, t, recompute, &m.device).unwrap();
-    let mut bufs = GradBuffers::new(&m.config, b, t, &m.device).unwrap();
-    let mut g = m.zero_grads().unwrap();
-    m.forward(&ids, &mut acts).unwrap();
-    let loss = m.loss(&mut acts, &targets).unwrap();
-    m.backward(
-        &ids,
-        &targets,
-        &mut acts,
-        &mut g,
-        &mut bufs,
-        1.0 / loss.count as f32,
-    )
-    .unwrap();
-    g
+    loss_and_grads(m, &id_rows(&reference()["input_ids"]), recompute).1
 }
 
 #[test]

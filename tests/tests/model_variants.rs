@@ -2,11 +2,10 @@
 //! an explicit head_dim, more layers — on random weights: cached decoding equals the full
 //! forward, the hand-written gradient matches finite differences, and save/load round-trips.
 
-use model::layers::lm_head::shifted_targets;
-use model::{
-    Activations, GenerateConfig, GradBuffers, InferBuffers, KvCache, Llama, LlamaConfig,
-    LlamaParams,
-};
+mod model_support;
+
+use model::{Activations, GenerateConfig, InferBuffers, KvCache, Llama, LlamaConfig, LlamaParams};
+use model_support::loss_and_grads;
 use runtime::{DType, Rng, Tensor};
 
 fn variant() -> LlamaConfig {
@@ -37,32 +36,11 @@ fn rows(seed: u64, b: usize, t: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn loss_and_grads(m: &Llama, rows: &[Vec<u32>]) -> (f64, LlamaParams) {
-    let ids = m.ids_tensor(rows).unwrap();
-    let (b, t) = (ids.dim(0), ids.dim(1));
-    let targets = shifted_targets(&ids.to_vec::<i64>().unwrap(), b, t, None).unwrap();
-    let mut acts = Activations::new(&m.config, b, t, false, &m.device).unwrap();
-    let mut bufs = GradBuffers::new(&m.config, b, t, &m.device).unwrap();
-    let mut g = m.zero_grads().unwrap();
-    m.forward(&ids, &mut acts).unwrap();
-    let loss = m.loss(&mut acts, &targets).unwrap();
-    m.backward(
-        &ids,
-        &targets,
-        &mut acts,
-        &mut g,
-        &mut bufs,
-        1.0 / loss.count as f32,
-    )
-    .unwrap();
-    (loss.mean, g)
-}
-
 #[test]
 fn gradient_matches_finite_differences_along_random_directions() {
     let m = model(1);
     let data = rows(2, 2, 12);
-    let (_, g) = loss_and_grads(&m, &data);
+    let (_, g) = loss_and_grads(&m, &data, false);
     assert!(g.lm_head.is_none());
     let mut rng = Rng::new(3);
     let n_tensors = g.tensors().len();
@@ -112,7 +90,7 @@ fn gradient_matches_finite_differences_along_random_directions() {
                 *t = Tensor::from_vec(v, t.shape()).unwrap();
             }
             let mm = Llama::from_params(m.config.clone(), p).unwrap();
-            loss_and_grads(&mm, &data).0
+            loss_and_grads(&mm, &data, false).0
         };
         let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
         let err = (numeric - analytic).abs() / analytic.abs().max(1e-2);
@@ -181,5 +159,8 @@ fn tied_model_saves_without_lm_head_and_loads_back() {
         m.config.to_json(DType::F32)
     );
     let data = rows(7, 1, 9);
-    assert_eq!(loss_and_grads(&m, &data).0, loss_and_grads(&back, &data).0);
+    assert_eq!(
+        loss_and_grads(&m, &data, false).0,
+        loss_and_grads(&back, &data, false).0
+    );
 }

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use model::layers::lm_head::shifted_targets;
+use model::{Activations, GradBuffers, Llama, LlamaParams};
 use runtime::Tensor;
 
 pub fn fixture_dir() -> PathBuf {
@@ -55,4 +57,27 @@ pub fn rel_and_abs(a: &Tensor, b: &Tensor) -> (f64, f64) {
         mx = mx.max(d.abs());
     }
     ((num / den.max(1e-30)).sqrt(), mx)
+}
+
+/// One training pass on `rows` (next-token loss, mean over tokens): returns the mean loss and
+/// every parameter's gradient.
+pub fn loss_and_grads(m: &Llama, rows: &[Vec<u32>], recompute: bool) -> (f64, LlamaParams) {
+    let ids = m.ids_tensor(rows).unwrap();
+    let (b, t) = (ids.dim(0), ids.dim(1));
+    let targets = shifted_targets(&ids.to_vec::<i64>().unwrap(), b, t, None).unwrap();
+    let mut acts = Activations::new(&m.config, b, t, recompute, &m.device).unwrap();
+    let mut bufs = GradBuffers::new(&m.config, b, t, &m.device).unwrap();
+    let mut g = m.zero_grads().unwrap();
+    m.forward(&ids, &mut acts).unwrap();
+    let loss = m.loss(&mut acts, &targets).unwrap();
+    m.backward(
+        &ids,
+        &targets,
+        &mut acts,
+        &mut g,
+        &mut bufs,
+        1.0 / loss.count as f32,
+    )
+    .unwrap();
+    (loss.mean, g)
 }
