@@ -287,6 +287,12 @@ impl Tensor {
 
     /// Sets every element to `value` (converted to the dtype).
     pub fn fill(&mut self, value: f64) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if !self.device.is_cpu() {
+            // Filled on the host and copied in: no fill kernel, and fills are not on a hot path.
+            let src = Tensor::full(&self.shape, value, self.dtype, &self.device)?;
+            return crate::ops::cast_into(self, &src);
+        }
         match self.dtype {
             DType::F32 => self.as_mut_slice::<f32>()?.fill(value as f32),
             DType::BF16 => self

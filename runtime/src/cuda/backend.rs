@@ -2,162 +2,21 @@
 //! crate's launcher of the same name and matmul to its cuBLASLt path.
 //!
 //! The checked `ops` functions have already validated shapes and devices. Kernels take one
-//! element type per call, so mixed float dtypes (which the CPU backend widens) are an `Err` here,
-//! as is every op without a kernel yet: both name the op and say "not implemented on CUDA".
+//! element type per call, so mixed float dtypes (which the CPU backend widens) are an `Err`
+//! naming the op and saying "not implemented on CUDA". Sequence ops live in `seq`, log-probs
+//! and AdamW in `loss_optim`.
 
 use half::{bf16, f16};
-use kernels::cudarc::driver::{CudaView, CudaViewMut};
-use kernels::Gpu;
 
-use super::{dev_err, CudaStorage};
+use super::util::{
+    float_dispatch, gpu_of, ids_i32, not_implemented, one_dtype, reduce, view, with_mut,
+};
+use super::{dev_err, loss_optim, seq};
 use crate::backend::{AdamWParams, AttnArgs, Backend, MatmulDims, MatmulParams};
-use crate::storage::CpuStorage;
 use crate::{DType, Error, Result, Tensor};
 
 /// The CUDA backend; the device of each call is the one its tensors live on.
 pub struct CudaBackend;
-
-fn not_implemented<T>(op: &'static str, what: &str) -> Result<T> {
-    Err(Error::Device {
-        op,
-        msg: format!("{what} not implemented on CUDA"),
-    })
-}
-
-/// The one dtype of `ts`, or the not-implemented error for a mixed-dtype call.
-fn one_dtype(op: &'static str, ts: &[&Tensor]) -> Result<DType> {
-    let d = ts[0].dtype();
-    if ts.iter().any(|t| t.dtype() != d) {
-        let all: Vec<DType> = ts.iter().map(|t| t.dtype()).collect();
-        return not_implemented(op, &format!("mixed dtypes {all:?} are"));
-    }
-    Ok(d)
-}
-
-fn gpu_of(op: &'static str, t: &Tensor) -> Result<&'static Gpu> {
-    Ok(&t.cuda_storage(op)?.0.device().gpu)
-}
-
-/// This tensor's elements as a device view of `T`.
-///
-/// # Safety
-/// `T` must be the tensor's element type.
-unsafe fn view<'a, T>(op: &'static str, t: &'a Tensor) -> Result<CudaView<'a, T>> {
-    let (s, off) = t.cuda_storage(op)?;
-    s.view::<T>(off, t.numel())
-}
-
-/// Runs `f` on this (uniquely held) tensor's elements as a mutable device view of `T`.
-///
-/// # Safety
-/// `T` must be the tensor's element type.
-unsafe fn with_mut<T, R>(
-    op: &'static str,
-    t: &mut Tensor,
-    f: impl FnOnce(&mut CudaViewMut<'_, T>) -> Result<R>,
-) -> Result<R> {
-    let n = t.numel();
-    let (s, off) = t.cuda_storage_mut(op)?;
-    let mut all = s.view_mut::<T>()?;
-    let mut sub = all.slice_mut(off..off + n);
-    f(&mut sub)
-}
-
-/// Expands `$body` once per float dtype with `$E` bound to its element type.
-macro_rules! float_dispatch {
-    ($dt:expr, $op:expr, $E:ident => $body:expr) => {
-        match $dt {
-            DType::F32 => {
-                type $E = f32;
-                $body
-            }
-            DType::BF16 => {
-                type $E = bf16;
-                $body
-            }
-            DType::F16 => {
-                type $E = f16;
-                $body
-            }
-            other => Err(Error::DType {
-                op: $op,
-                got: other,
-                msg: "expected a float tensor".into(),
-            }),
-        }
-    };
-}
-
-/// A fresh f32 device buffer (reduction scratch and results).
-fn scratch(op: &'static str, like: &Tensor, len: usize) -> Result<CudaStorage> {
-    CudaStorage::zeros(like.cuda_storage(op)?.0.device().ordinal, DType::F32, len)
-}
-
-fn read_scalar(op: &'static str, s: &CudaStorage) -> Result<f64> {
-    match s.to_cpu()? {
-        CpuStorage::F32(v) if !v.is_empty() => Ok(v[0] as f64),
-        other => Err(Error::Device {
-            op,
-            msg: format!("reduction result came back as {:?}", other.dtype()),
-        }),
-    }
-}
-
-/// sum (`square = false`) or sum of squares of `x`'s elements, f32 accumulation on the device.
-fn reduce(op: &'static str, x: &Tensor, square: bool) -> Result<f64> {
-    let n = x.numel();
-    if n == 0 {
-        return Ok(0.0);
-    }
-    let gpu = gpu_of(op, x)?;
-    let mut sc = scratch(op, x, kernels::reduce::partial_blocks(n))?;
-    let mut out = scratch(op, x, 1)?;
-    float_dispatch!(x.dtype(), op, E => {
-        // SAFETY: dtypes match the views (dispatch above; scratch and out are F32).
-        unsafe {
-            let xv = view::<E>(op, x)?;
-            let mut sv = sc.view_mut::<f32>()?;
-            let mut ov = out.view_mut::<f32>()?;
-            if square {
-                kernels::reduce::global_norm::<E>(gpu, &[&xv], &mut sv, &mut ov)
-            } else {
-                kernels::reduce::sum::<E>(gpu, &xv, n, &mut sv, &mut ov)
-            }
-            .map_err(dev_err(op))
-        }
-    })?;
-    let r = read_scalar(op, &out)?;
-    // global_norm returns the root; square it back.
-    Ok(if square { r * r } else { r })
-}
-
-/// A device copy of integer ids as i32 (the kernels' index type).
-fn ids_i32(op: &'static str, ids: &Tensor) -> Result<Option<CudaStorage>> {
-    match ids.dtype() {
-        DType::I32 => Ok(None),
-        DType::I64 => {
-            let gpu = gpu_of(op, ids)?;
-            let mut s = CudaStorage::zeros(
-                ids.cuda_storage(op)?.0.device().ordinal,
-                DType::I32,
-                ids.numel(),
-            )?;
-            // SAFETY: ids are I64, the new buffer I32.
-            unsafe {
-                let iv = view::<i64>(op, ids)?;
-                let mut ov = s.view_mut::<i32>()?;
-                kernels::cast::cast::<i64, i32>(gpu, &iv, &mut ov, ids.numel())
-                    .map_err(dev_err(op))?;
-            }
-            Ok(Some(s))
-        }
-        other => Err(Error::DType {
-            op,
-            got: other,
-            msg: "expected I32 or I64 ids".into(),
-        }),
-    }
-}
 
 impl Backend for CudaBackend {
     fn name(&self) -> &'static str {
@@ -215,8 +74,8 @@ impl Backend for CudaBackend {
         }
     }
 
-    fn copy_rows(&self, _dst: &mut Tensor, _dst_row: usize, _src: &Tensor) -> Result<()> {
-        not_implemented("copy_rows", "copy_rows is")
+    fn copy_rows(&self, dst: &mut Tensor, dst_row: usize, src: &Tensor) -> Result<()> {
+        seq::copy_rows(dst, dst_row, src)
     }
 
     fn matmul(
@@ -387,45 +246,56 @@ impl Backend for CudaBackend {
 
     fn rope(
         &self,
-        _x: &mut Tensor,
-        _cos: &Tensor,
-        _sin: &Tensor,
-        _pos: &Tensor,
-        _inverse: bool,
+        x: &mut Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        pos: &Tensor,
+        inverse: bool,
     ) -> Result<()> {
-        not_implemented("rope", "rope through the runtime's tables is")
+        seq::rope(x, cos, sin, pos, inverse)
     }
 
     fn attention_fwd(
         &self,
-        _out: &mut Tensor,
-        _lse: Option<&mut Tensor>,
-        _q: &Tensor,
-        _k: &Tensor,
-        _v: &Tensor,
+        out: &mut Tensor,
+        lse: Option<&mut Tensor>,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
         a: &AttnArgs,
     ) -> Result<()> {
-        not_implemented(a.op, "attention_fwd is")
+        seq::attention_fwd(out, lse, q, k, v, a)
     }
 
     fn attention_bwd(
         &self,
-        _dq: &mut Tensor,
-        _dk: &mut Tensor,
-        _dv: &mut Tensor,
-        _dout: &Tensor,
-        _q: &Tensor,
-        _k: &Tensor,
-        _v: &Tensor,
-        _out: &Tensor,
-        _lse: &Tensor,
+        dq: &mut Tensor,
+        dk: &mut Tensor,
+        dv: &mut Tensor,
+        dout: &Tensor,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
         a: &AttnArgs,
     ) -> Result<()> {
-        not_implemented(a.op, "attention_bwd is")
+        let t = seq::AttnBwd {
+            dq,
+            dk,
+            dv,
+            dout,
+            q,
+            k,
+            v,
+            out,
+            lse,
+        };
+        seq::attention_bwd(t, a)
     }
 
-    fn kv_cache_write(&self, _cache: &mut Tensor, _new: &Tensor, _starts: &Tensor) -> Result<()> {
-        not_implemented("kv_cache_write", "kv_cache_write is")
+    fn kv_cache_write(&self, cache: &mut Tensor, new: &Tensor, starts: &Tensor) -> Result<()> {
+        seq::kv_cache_write(cache, new, starts)
     }
 
     fn swiglu_fwd(&self, out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()> {
@@ -502,28 +372,37 @@ impl Backend for CudaBackend {
 
     fn logprobs_fwd(
         &self,
-        _logp: &mut Tensor,
-        _lse: &mut Tensor,
-        _logits: &Tensor,
-        _targets: &Tensor,
-        _temperature: f32,
-        _ignore_index: Option<i64>,
+        logp: &mut Tensor,
+        lse: &mut Tensor,
+        logits: &Tensor,
+        targets: &Tensor,
+        temperature: f32,
+        ignore_index: Option<i64>,
     ) -> Result<()> {
-        not_implemented("logprobs_fwd", "logprobs_fwd is")
+        loss_optim::logprobs_fwd(logp, lse, logits, targets, temperature, ignore_index)
     }
 
     fn logprobs_bwd(
         &self,
-        _dlogits: &mut Tensor,
-        _dlogp: Option<&Tensor>,
-        _scale: f32,
-        _logits: &Tensor,
-        _lse: &Tensor,
-        _targets: &Tensor,
-        _temperature: f32,
-        _ignore_index: Option<i64>,
+        dlogits: &mut Tensor,
+        dlogp: Option<&Tensor>,
+        scale: f32,
+        logits: &Tensor,
+        lse: &Tensor,
+        targets: &Tensor,
+        temperature: f32,
+        ignore_index: Option<i64>,
     ) -> Result<()> {
-        not_implemented("logprobs_bwd", "logprobs_bwd is")
+        loss_optim::logprobs_bwd(
+            dlogits,
+            dlogp,
+            scale,
+            logits,
+            lse,
+            targets,
+            temperature,
+            ignore_index,
+        )
     }
 
     fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
@@ -543,13 +422,13 @@ impl Backend for CudaBackend {
 
     fn adamw(
         &self,
-        _param: &mut Tensor,
-        _grad: &Tensor,
-        _m: &mut Tensor,
-        _v: &mut Tensor,
-        _copy: Option<&mut Tensor>,
-        _p: &AdamWParams,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        copy: Option<&mut Tensor>,
+        p: &AdamWParams,
     ) -> Result<()> {
-        not_implemented("adamw", "adamw is")
+        loss_optim::adamw(param, grad, m, v, copy, p)
     }
 }

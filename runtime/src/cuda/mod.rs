@@ -8,7 +8,10 @@
 
 mod backend;
 mod device;
+mod loss_optim;
+mod seq;
 mod storage;
+mod util;
 
 pub use backend::CudaBackend;
 pub use device::{device, report, CudaDevice};
