@@ -21,12 +21,24 @@
 //! - Float dtypes (F32, BF16, F16) are accepted; BF16/F16 sums accumulate in f32 and round once.
 //!   Integer tensors are rejected with [`CommError::DType`].
 
+//!
+//! Across processes: [`env::DistEnv`] reads the torchrun-style environment, [`store`] is the
+//! TCP key-value store rank 0 serves for the rendezvous, [`TcpComm`] runs the collectives over
+//! TCP on CPUs, and `NcclComm` (feature `cuda`) on GPUs.
+
+pub mod env;
+pub mod store;
+mod tcp;
 mod thread;
+mod wire;
 
 use std::time::Duration;
 
 use crate::{DType, Tensor};
 
+pub use env::{DistEnv, EnvError};
+pub use store::{Rendezvous, StoreClient, StoreServer};
+pub use tcp::TcpComm;
 pub use thread::{ThreadComm, ThreadGroup};
 
 /// How long an in-process rank waits for its peers before failing, unless configured.
@@ -70,6 +82,80 @@ pub enum CommError {
     /// Reading or writing the tensor failed (e.g. shared storage, not on host).
     #[error(transparent)]
     Tensor(#[from] crate::Error),
+    /// A malformed rendezvous environment.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The rendezvous (store or group connection) failed.
+    #[error("rendezvous on rank {rank}: {msg}")]
+    Rendezvous { rank: usize, msg: String },
+    /// The GPU collective library failed or is missing.
+    #[error("{op} on rank {rank}: {msg}")]
+    Backend {
+        op: &'static str,
+        rank: usize,
+        msg: String,
+    },
+}
+
+pub(crate) fn check_dtype(op: &'static str, rank: usize, t: &Tensor) -> Result<(), CommError> {
+    match t.dtype() {
+        DType::F32 | DType::BF16 | DType::F16 => Ok(()),
+        dtype => Err(CommError::DType { op, rank, dtype }),
+    }
+}
+
+/// A float tensor's values as f32 (the wire format of the CPU groups).
+pub(crate) fn load(op: &'static str, rank: usize, t: &Tensor) -> Result<Vec<f32>, CommError> {
+    check_dtype(op, rank, t)?;
+    Ok(t.to_f32_vec()?)
+}
+
+pub(crate) fn store(
+    op: &'static str,
+    rank: usize,
+    t: &mut Tensor,
+    values: &[f32],
+) -> Result<(), CommError> {
+    check_dtype(op, rank, t)?;
+    if values.len() != t.numel() {
+        return Err(CommError::Mismatch {
+            op,
+            rank,
+            msg: format!(
+                "received {} values for a tensor of shape {:?}",
+                values.len(),
+                t.shape()
+            ),
+        });
+    }
+    t.with_f32_mut(op, false, |s| {
+        s.copy_from_slice(values);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `big.numel() == world * small.numel()` (all-gather output, reduce-scatter input).
+pub(crate) fn check_gather(
+    op: &'static str,
+    rank: usize,
+    world: usize,
+    small: &Tensor,
+    big: &Tensor,
+) -> Result<(), CommError> {
+    if big.numel() != world * small.numel() {
+        return Err(CommError::Mismatch {
+            op,
+            rank,
+            msg: format!(
+                "{:?} does not hold {world} ranks x {:?}",
+                big.shape(),
+                small.shape()
+            ),
+        });
+    }
+    check_dtype(op, rank, small)?;
+    check_dtype(op, rank, big)
 }
 
 /// Collectives over one group of ranks. Every rank must call the same collectives in the same
