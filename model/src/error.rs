@@ -49,6 +49,11 @@ pub enum ModelError {
     Invalid(String),
     #[error(transparent)]
     Runtime(#[from] runtime::Error),
+    /// A tensor-parallel layout this model cannot be split into (head counts, sizes).
+    #[error("tensor parallelism: {0}")]
+    TensorParallel(String),
+    #[error(transparent)]
+    Comm(#[from] runtime::comm::CommError),
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

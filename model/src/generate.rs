@@ -10,6 +10,7 @@ use crate::layers::attention::Keys;
 use crate::layers::lm_head::{self, IGNORE};
 use crate::layers::{block, embedding, rmsnorm};
 use crate::model::Llama;
+use crate::tp::Alone;
 
 /// Buffers of one cached forward of `[B, T]` new tokens (reused while the shape holds).
 pub struct InferBuffers {
@@ -140,6 +141,7 @@ impl Llama {
                 &mut buf.y,
                 &pos,
                 keys,
+                &mut Alone,
             )?;
             std::mem::swap(&mut buf.x, &mut buf.y);
         }

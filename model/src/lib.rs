@@ -14,6 +14,7 @@ pub mod optim;
 pub mod params;
 pub mod safetensors_io;
 pub mod tokenizer;
+pub mod tp;
 
 pub use activations::{Activations, GradBuffers};
 pub use config::LlamaConfig;

@@ -13,6 +13,7 @@ use crate::layers::rope::Rope;
 use crate::layers::{block, embedding, lm_head, rmsnorm};
 use crate::params::LlamaParams;
 use crate::safetensors_io::WeightFiles;
+use crate::tp::Alone;
 
 /// A Llama-3 causal LM.
 pub struct Llama {
@@ -98,6 +99,7 @@ impl Llama {
             &mut after[0],
             &acts.pos,
             Keys::Own,
+            &mut Alone,
         )
     }
 
@@ -193,6 +195,7 @@ impl Llama {
                 &g.d_resid,
                 &mut g.d_resid_next,
                 &mut g.layer,
+                &mut Alone,
             )?;
             std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
         }

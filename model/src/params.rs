@@ -62,7 +62,7 @@ pub fn param_shapes(c: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
 
 impl LlamaParams {
     /// Builds the struct from tensors produced in [`param_shapes`] order.
-    fn from_ordered(
+    pub(crate) fn from_ordered(
         c: &LlamaConfig,
         mut make: impl FnMut(&str, &[usize]) -> Result<Tensor>,
     ) -> Result<Self> {

@@ -129,6 +129,13 @@ impl WeightFiles {
 
     /// Loads `name`, checking its shape, converted to `dtype` (a float dtype).
     pub fn load(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let raw = self.raw(name, shape)?;
+        raw.to_tensor(raw.data, shape, dtype)
+    }
+
+    /// The mapped bytes of `name` (no copy), after checking its shape: what a tensor-parallel
+    /// rank slices its shard from.
+    pub(crate) fn raw(&self, name: &str, shape: &[usize]) -> Result<RawTensor<'_>> {
         let &i = self
             .location
             .get(name)
@@ -150,17 +157,55 @@ impl WeightFiles {
                 found: view.shape().to_vec(),
             });
         }
-        let data = view.data();
-        let t = match view.dtype() {
-            StDtype::F32 => Tensor::from_vec(bytemuck::pod_collect_to_vec::<u8, f32>(data), shape)?,
-            StDtype::BF16 => {
-                Tensor::from_vec(bytemuck::pod_collect_to_vec::<u8, bf16>(data), shape)?
-            }
-            StDtype::F16 => Tensor::from_vec(bytemuck::pod_collect_to_vec::<u8, f16>(data), shape)?,
+        let elem = match view.dtype() {
+            StDtype::F32 => 4,
+            StDtype::BF16 | StDtype::F16 => 2,
             other => {
                 return Err(ModelError::TensorDType {
                     name: name.to_string(),
                     file: path.clone(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        Ok(RawTensor {
+            name: name.to_string(),
+            file: path,
+            dtype: view.dtype(),
+            elem,
+            data: view.data(),
+        })
+    }
+}
+
+/// One float tensor's bytes inside a mapped weight file.
+pub(crate) struct RawTensor<'a> {
+    name: String,
+    file: &'a Path,
+    dtype: StDtype,
+    /// Bytes per element.
+    pub elem: usize,
+    pub data: &'a [u8],
+}
+
+impl RawTensor<'_> {
+    /// Builds a `shape` tensor from `bytes` (this tensor's dtype, e.g. a slice of
+    /// `self.data`), converted to `dtype`.
+    pub fn to_tensor(&self, bytes: &[u8], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let t = match self.dtype {
+            StDtype::F32 => {
+                Tensor::from_vec(bytemuck::pod_collect_to_vec::<u8, f32>(bytes), shape)?
+            }
+            StDtype::BF16 => {
+                Tensor::from_vec(bytemuck::pod_collect_to_vec::<u8, bf16>(bytes), shape)?
+            }
+            StDtype::F16 => {
+                Tensor::from_vec(bytemuck::pod_collect_to_vec::<u8, f16>(bytes), shape)?
+            }
+            other => {
+                return Err(ModelError::TensorDType {
+                    name: self.name.clone(),
+                    file: self.file.to_path_buf(),
                     dtype: format!("{other:?}"),
                 })
             }

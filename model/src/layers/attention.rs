@@ -29,12 +29,13 @@ fn scale(a: &LayerActs) -> f32 {
 }
 
 /// Reads `a.ln1`, writes `a.q`, `a.k`, `a.v`, `a.att` (and `a.lse` for [`Keys::Own`]) and
-/// `a.resid_mid = x + att @ Wo^T`.
+/// `a.resid_mid = x + att @ Wo^T`, or just `att @ Wo^T` when `x` is `None` (a tensor-parallel
+/// rank whose partial `o_proj` output is summed with its peers', one of which adds `x`).
 pub fn forward(
     w: &LayerParams,
     rope: &Rope,
     a: &mut LayerActs,
-    x: &Tensor,
+    x: Option<&Tensor>,
     pos: &Tensor,
     keys: Keys,
 ) -> Result<()> {
@@ -63,8 +64,10 @@ pub fn forward(
             ops::attention_decode(&mut a.att, &a.q, k, v, kv_lens, s)?;
         }
     }
-    ops::copy_rows(&mut a.resid_mid, 0, x)?;
-    linear::forward(&mut a.resid_mid, &a.att, &w.wo, true)
+    if let Some(x) = x {
+        ops::copy_rows(&mut a.resid_mid, 0, x)?;
+    }
+    linear::forward(&mut a.resid_mid, &a.att, &w.wo, x.is_some())
 }
 
 /// Given `g.d_resid_mid` (gradient of `resid_mid`), accumulates the projection weights'

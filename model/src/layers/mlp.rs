@@ -7,13 +7,16 @@ use crate::error::Result;
 use crate::layers::linear;
 use crate::params::LayerParams;
 
-/// Reads `a.ln2`, writes `a.gate`, `a.up`, `a.act` and `out = a.resid_mid + act @ Wdown^T`.
-pub fn forward(w: &LayerParams, a: &mut LayerActs, out: &mut Tensor) -> Result<()> {
+/// Reads `a.ln2`, writes `a.gate`, `a.up`, `a.act` and `out = a.resid_mid + act @ Wdown^T`
+/// (without the `a.resid_mid` term unless `residual`: see [`crate::tp::Reduce`]).
+pub fn forward(w: &LayerParams, a: &mut LayerActs, out: &mut Tensor, residual: bool) -> Result<()> {
     linear::forward(&mut a.gate, &a.ln2, &w.w_gate, false)?;
     linear::forward(&mut a.up, &a.ln2, &w.w_up, false)?;
     ops::swiglu_fwd(&mut a.act, &a.gate, &a.up)?;
-    ops::copy_rows(out, 0, &a.resid_mid)?;
-    linear::forward(out, &a.act, &w.w_down, true)
+    if residual {
+        ops::copy_rows(out, 0, &a.resid_mid)?;
+    }
+    linear::forward(out, &a.act, &w.w_down, residual)
 }
 
 /// Given `d_out` (gradient of the layer output), accumulates the MLP weights' gradients and

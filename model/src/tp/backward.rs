@@ -1,0 +1,160 @@
+//! One tensor-parallel rank's backward: the mirror of the forward's collectives, and the sum
+//! of replicated KV weights' gradients.
+
+use runtime::comm::Communicator;
+use runtime::{ops, DType, Tensor};
+
+use crate::activations::{Activations, GradBuffers};
+use crate::error::Result;
+use crate::layers::lm_head::{self, IGNORE};
+use crate::layers::{block, rmsnorm};
+use crate::params::LlamaParams;
+use crate::tp::shard::KvLayout;
+use crate::tp::{vocab, CommReduce, Reduce, TpModel};
+
+impl TpModel {
+    /// Backward scratch for `[B, T]` tokens, shaped for this shard.
+    pub fn grad_buffers(&self, b: usize, t: usize) -> Result<GradBuffers> {
+        GradBuffers::new(&self.plan.local, b, t, &self.local.device)
+    }
+
+    /// Zeroed F32 gradients shaped like this rank's shard.
+    pub fn zero_grads(&self) -> Result<LlamaParams> {
+        self.local.zero_grads()
+    }
+
+    /// Backward of `loss_scale * sum(token losses)` after [`TpModel::forward`] and
+    /// [`TpModel::loss`]; **accumulates** this shard's gradients into `grads`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+        loss_scale: f32,
+        comm: &mut dyn Communicator,
+    ) -> Result<()> {
+        let d: Vec<f32> = targets
+            .to_vec::<i64>()?
+            .iter()
+            .map(|&t| if t == IGNORE { 0.0 } else { -loss_scale })
+            .collect();
+        let dlogp = Tensor::from_vec(d, targets.shape())?;
+        self.logprobs_backward(acts, targets, 1.0, &dlogp, g)?;
+        self.backward_from_dlogits(ids, acts, grads, g, comm)
+    }
+
+    /// Writes `g.d_logits` (this rank's vocabulary columns) from `dlogp`, the gradient of the
+    /// log-probs of the last [`TpModel::token_logprobs`] (same `targets` and `temperature`).
+    pub fn logprobs_backward(
+        &self,
+        acts: &Activations,
+        targets: &Tensor,
+        temperature: f32,
+        dlogp: &Tensor,
+        g: &mut GradBuffers,
+    ) -> Result<()> {
+        vocab::token_logprobs_bwd(
+            &mut g.d_logits,
+            dlogp,
+            &acts.logits,
+            &acts.lse,
+            targets,
+            temperature,
+            &self.plan.vocab_range(),
+            self.plan.full.vocab_size,
+        )
+    }
+
+    /// Backward of the last forward from this rank's d logits in `g.d_logits`:
+    /// **accumulates** this shard's gradients into `grads` (see the module docs of
+    /// [`crate::tp`] for replicated K/V weights).
+    pub fn backward_from_dlogits(
+        &self,
+        ids: &Tensor,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+        comm: &mut dyn Communicator,
+    ) -> Result<()> {
+        self.check(comm, ids, acts)?;
+        let p = &self.local.params;
+        let d_head = match grads.lm_head.as_mut() {
+            Some(h) => h,
+            None => &mut grads.embed,
+        };
+        lm_head::backward(&mut g.layer.d_ln, d_head, &g.d_logits, &acts.lnf, p.head())?;
+        // Each rank saw only its vocabulary columns: the final norm's input gradient is a sum.
+        CommReduce(comm).all_reduce(&mut g.layer.d_ln)?;
+        let n = self.plan.full.num_layers;
+        rmsnorm::backward(
+            &mut g.d_resid,
+            &mut grads.norm,
+            &g.layer.d_ln,
+            &acts.resid[n],
+            &p.norm,
+            &acts.lnf_rstd,
+            false,
+        )?;
+        for l in (0..n).rev() {
+            if acts.recompute {
+                self.layer_forward(l, acts, comm)?;
+            }
+            let slot = if acts.recompute { 0 } else { l };
+            block::backward(
+                &p.layers[l],
+                &mut grads.layers[l],
+                &self.local.rope,
+                &acts.layers[slot],
+                &acts.resid[l],
+                &acts.pos,
+                &g.d_resid,
+                &mut g.d_resid_next,
+                &mut g.layer,
+                &mut CommReduce(comm),
+            )?;
+            std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
+        }
+        vocab::embed_backward(
+            &mut grads.embed,
+            &g.d_resid,
+            ids,
+            &self.plan.vocab_range(),
+            self.plan.full.vocab_size,
+            &mut g.d_resid_next,
+        )
+    }
+
+    /// Sums the K/V weight gradients over the ranks that hold copies of the same KV head (a
+    /// no-op unless KV heads are replicated), so the copies take identical optimizer steps.
+    /// Call once after the last micro-batch's backward, before clipping and the optimizer.
+    pub fn reduce_replicated_grads(
+        &self,
+        grads: &mut LlamaParams,
+        comm: &mut dyn Communicator,
+    ) -> Result<()> {
+        if !matches!(self.plan.kv, KvLayout::Replicated { .. }) {
+            return Ok(());
+        }
+        let c = &self.plan.full;
+        let rows = c.head_dim;
+        let at = self.plan.first_kv_head() * rows;
+        for layer in &mut grads.layers {
+            for t in [&mut layer.wk, &mut layer.wv] {
+                // Each rank writes its copy at its head's rows of a full-size buffer; the sum
+                // then holds, per head, the total over that head's copies.
+                let mut all = Tensor::zeros(
+                    &[c.num_kv_heads * rows, c.hidden_size],
+                    DType::F32,
+                    t.device(),
+                )?;
+                ops::copy_rows(&mut all, at, t)?;
+                comm.all_reduce_sum(&mut all)?;
+                *t = all.narrow(at, rows)?.copy()?;
+            }
+        }
+        Ok(())
+    }
+}
