@@ -14,14 +14,14 @@ use crate::tp::Alone;
 
 /// Buffers of one cached forward of `[B, T]` new tokens (reused while the shape holds).
 pub struct InferBuffers {
-    batch: usize,
-    seq: usize,
-    x: Tensor,
-    y: Tensor,
-    layer: LayerActs,
-    last: Tensor,
-    last_norm: Tensor,
-    last_rstd: Tensor,
+    pub(crate) batch: usize,
+    pub(crate) seq: usize,
+    pub(crate) x: Tensor,
+    pub(crate) y: Tensor,
+    pub(crate) layer: LayerActs,
+    pub(crate) last: Tensor,
+    pub(crate) last_norm: Tensor,
+    pub(crate) last_rstd: Tensor,
     /// `[B, V]` logits of the selected token of each row.
     pub logits: Tensor,
 }
@@ -43,7 +43,12 @@ impl InferBuffers {
         })
     }
 
-    fn ensure(slot: &mut Option<InferBuffers>, m: &Llama, batch: usize, seq: usize) -> Result<()> {
+    pub(crate) fn ensure(
+        slot: &mut Option<InferBuffers>,
+        m: &Llama,
+        batch: usize,
+        seq: usize,
+    ) -> Result<()> {
         if !matches!(slot, Some(b) if b.batch == batch && b.seq == seq) {
             *slot = Some(InferBuffers::new(m, batch, seq)?);
         }
@@ -163,77 +168,21 @@ impl Llama {
     /// Generates up to `cfg.max_new_tokens` tokens after each prompt; returns the new tokens
     /// of each prompt (ending with the EOS id when one was produced).
     pub fn generate(&self, prompts: &[Vec<u32>], cfg: &GenerateConfig) -> Result<Vec<Vec<u32>>> {
-        if prompts.is_empty() {
-            return Ok(vec![]);
-        }
         self.check_tokens(prompts.iter().map(Vec::as_slice))?;
-        let n = prompts.len();
-        let mut out = vec![Vec::new(); n];
-        if cfg.max_new_tokens == 0 {
-            return Ok(out);
-        }
-        let t_max = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let capacity = t_max + cfg.max_new_tokens;
-        // The last generated token is never fed back, so it needs no position.
-        if capacity - 1 > self.rope.max_positions() {
-            return Err(ModelError::Invalid(format!(
-                "prompt of {t_max} tokens + {} new tokens exceeds max_position_embeddings {}",
-                cfg.max_new_tokens,
-                self.rope.max_positions()
-            )));
-        }
-        let mut cache = KvCache::new(&self.config, n, capacity, DType::F32, &self.device)?;
-        let mut rng = Rng::new(cfg.seed);
         let mut bufs = None;
-
-        // Prefill, right-padded: causal attention never lets a real token see the padding,
-        // and decoding overwrites the padded cache rows before anything attends them.
-        let padded: Vec<i64> = prompts
-            .iter()
-            .flat_map(|p| {
-                p.iter()
-                    .map(|&x| x as i64)
-                    .chain(std::iter::repeat_n(0, t_max - p.len()))
-            })
-            .collect();
-        let ids = Tensor::from_vec(padded, &[n, t_max])?.to_device(&self.device)?;
-        let mut lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
-        let picks: Vec<usize> = lens.iter().map(|&l| l - 1).collect();
-        InferBuffers::ensure(&mut bufs, self, n, t_max)?;
-        let buf = bufs.as_mut().expect("just allocated");
-        self.forward_cached(&ids, &vec![0; n], &picks, &mut cache, buf)?;
-        let mut active: Vec<usize> = (0..n).collect();
-        let mut next = runtime::sample(&buf.logits, &cfg.sampling, &mut rng)?;
-        loop {
-            // Record this step's tokens; drop sequences that are done.
-            let mut keep = Vec::with_capacity(active.len());
-            for (i, &seq) in active.iter().enumerate() {
-                out[seq].push(next[i]);
-                let done =
-                    cfg.eos_token_ids.contains(&next[i]) || out[seq].len() >= cfg.max_new_tokens;
-                if !done {
-                    keep.push(i);
-                }
-            }
-            if keep.is_empty() {
-                return Ok(out);
-            }
-            if keep.len() != active.len() {
-                cache.retain(&keep)?;
-                active = keep.iter().map(|&i| active[i]).collect();
-                lens = keep.iter().map(|&i| lens[i]).collect();
-                next = keep.iter().map(|&i| next[i]).collect();
-            }
-            let b = active.len();
-            let ids = index_tensor(next.iter().map(|&x| x as usize), &[b, 1], self)?;
-            InferBuffers::ensure(&mut bufs, self, b, 1)?;
-            let buf = bufs.as_mut().expect("just allocated");
-            self.forward_cached(&ids, &lens, &vec![0; b], &mut cache, buf)?;
-            for l in lens.iter_mut() {
-                *l += 1;
-            }
-            next = runtime::sample(&buf.logits, &cfg.sampling, &mut rng)?;
-        }
+        decode(
+            prompts,
+            cfg,
+            self.rope.max_positions(),
+            &self.device,
+            |n, capacity| KvCache::new(&self.config, n, capacity, DType::F32, &self.device),
+            |ids, starts, picks, cache, rng| {
+                InferBuffers::ensure(&mut bufs, self, ids.dim(0), ids.dim(1))?;
+                let buf = bufs.as_mut().expect("just allocated");
+                self.forward_cached(ids, starts, picks, cache, buf)?;
+                Ok(runtime::sample(&buf.logits, &cfg.sampling, rng)?)
+            },
+        )
     }
 
     /// Log-probability of each next token: `out[i] = log p(ids[i + 1] | ids[..=i])`
@@ -258,5 +207,81 @@ impl Llama {
         let mut v = logp.to_f32_vec()?;
         v.truncate(t - 1);
         Ok(v)
+    }
+}
+
+/// The decoding loop behind [`Llama::generate`] (and a tensor-parallel rank's): prefill the
+/// right-padded prompts, then feed each sequence its last token until it emits an EOS id or
+/// reaches `max_new_tokens`. `step(ids [B, T], starts, picks, cache, rng)` runs the cached
+/// forward and samples one token per row from position `picks[b]`.
+pub(crate) fn decode(
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    max_positions: usize,
+    device: &runtime::Device,
+    make_cache: impl FnOnce(usize, usize) -> Result<KvCache>,
+    mut step: impl FnMut(&Tensor, &[usize], &[usize], &mut KvCache, &mut Rng) -> Result<Vec<u32>>,
+) -> Result<Vec<Vec<u32>>> {
+    if prompts.is_empty() {
+        return Ok(vec![]);
+    }
+    let n = prompts.len();
+    let mut out = vec![Vec::new(); n];
+    if cfg.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let t_max = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let capacity = t_max + cfg.max_new_tokens;
+    // The last generated token is never fed back, so it needs no position.
+    if capacity - 1 > max_positions {
+        return Err(ModelError::Invalid(format!(
+            "prompt of {t_max} tokens + {} new tokens exceeds max_position_embeddings {max_positions}",
+            cfg.max_new_tokens,
+        )));
+    }
+    let mut cache = make_cache(n, capacity)?;
+    let mut rng = Rng::new(cfg.seed);
+
+    // Prefill, right-padded: causal attention never lets a real token see the padding,
+    // and decoding overwrites the padded cache rows before anything attends them.
+    let padded: Vec<i64> = prompts
+        .iter()
+        .flat_map(|p| {
+            p.iter()
+                .map(|&x| x as i64)
+                .chain(std::iter::repeat_n(0, t_max - p.len()))
+        })
+        .collect();
+    let ids = Tensor::from_vec(padded, &[n, t_max])?.to_device(device)?;
+    let mut lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    let picks: Vec<usize> = lens.iter().map(|&l| l - 1).collect();
+    let mut next = step(&ids, &vec![0; n], &picks, &mut cache, &mut rng)?;
+    let mut active: Vec<usize> = (0..n).collect();
+    loop {
+        // Record this step's tokens; drop sequences that are done.
+        let mut keep = Vec::with_capacity(active.len());
+        for (i, &seq) in active.iter().enumerate() {
+            out[seq].push(next[i]);
+            let done = cfg.eos_token_ids.contains(&next[i]) || out[seq].len() >= cfg.max_new_tokens;
+            if !done {
+                keep.push(i);
+            }
+        }
+        if keep.is_empty() {
+            return Ok(out);
+        }
+        if keep.len() != active.len() {
+            cache.retain(&keep)?;
+            active = keep.iter().map(|&i| active[i]).collect();
+            lens = keep.iter().map(|&i| lens[i]).collect();
+            next = keep.iter().map(|&i| next[i]).collect();
+        }
+        let b = active.len();
+        let v: Vec<i64> = next.iter().map(|&x| x as i64).collect();
+        let ids = Tensor::from_vec(v, &[b, 1])?.to_device(device)?;
+        next = step(&ids, &lens, &vec![0; b], &mut cache, &mut rng)?;
+        for l in lens.iter_mut() {
+            *l += 1;
+        }
     }
 }

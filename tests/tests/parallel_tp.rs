@@ -6,9 +6,9 @@ mod model_support;
 
 use model::layers::lm_head::{shifted_targets, IGNORE};
 use model::tp::{gather, run_ranks, CommVolume, CountingComm, Replicas, ShardPlan, TpModel};
-use model::{Activations, GradBuffers, Llama, LlamaParams, ModelError};
+use model::{Activations, GenerateConfig, GradBuffers, Llama, LlamaParams, ModelError};
 use model_support::*;
-use runtime::{ops, DType, Tensor};
+use runtime::{ops, DType, SamplingParams, Tensor};
 
 const REL: f64 = 1e-5;
 const TEMPERATURE: f32 = 0.7;
@@ -404,4 +404,41 @@ fn parallel_tp_failing_rank_surfaces_its_own_error() {
     .unwrap_err();
     assert!(e.to_string().contains("rank 1 gave up"), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn parallel_tp_generate_matches_single_rank() {
+    let dir = fixture_dir();
+    let m = Llama::load(&dir).unwrap();
+    let r = reference();
+    let prompt = id_rows(&r["greedy.prompt"]).remove(0);
+    let want_greedy = id_rows(&r["greedy.output"]).remove(0);
+    let greedy = GenerateConfig::greedy(want_greedy.len() - prompt.len(), vec![]);
+    // Different-length prompts, sampled: exercises padding, compaction and the shared RNG.
+    let prompts = vec![prompt.clone(), prompt[..5].to_vec(), prompt[3..].to_vec()];
+    let sampled = GenerateConfig {
+        max_new_tokens: 9,
+        sampling: SamplingParams {
+            temperature: 0.8,
+            top_k: 50,
+            top_p: 0.95,
+        },
+        seed: 7,
+        eos_token_ids: vec![],
+    };
+    let want_sampled = m.generate(&prompts, &sampled).unwrap();
+    for tp in degrees(&m.config) {
+        let got = run_ranks(tp, |mut ctx| {
+            let tm = TpModel::load(&dir, DType::F32, tp, ctx.rank)?;
+            let g = tm.generate(std::slice::from_ref(&prompt), &greedy, ctx.comm.as_mut())?;
+            let s = tm.generate(&prompts, &sampled, ctx.comm.as_mut())?;
+            Ok((g, s))
+        })
+        .unwrap();
+        for (rank, (g, s)) in got.iter().enumerate() {
+            let full: Vec<u32> = prompt.iter().chain(&g[0]).copied().collect();
+            assert_eq!(full, want_greedy, "tp={tp} rank {rank}: greedy decode");
+            assert_eq!(s, &want_sampled, "tp={tp} rank {rank}: sampled decode");
+        }
+    }
 }

@@ -28,6 +28,7 @@
 
 mod backward;
 mod forward;
+mod generate;
 mod group;
 pub mod load;
 pub mod shard;
