@@ -27,6 +27,8 @@
 //! TCP on CPUs, and `NcclComm` (feature `cuda`) on GPUs.
 
 pub mod env;
+#[cfg(feature = "cuda")]
+mod nccl;
 pub mod store;
 mod tcp;
 mod thread;
@@ -37,6 +39,8 @@ use std::time::Duration;
 use crate::{DType, Tensor};
 
 pub use env::{DistEnv, EnvError};
+#[cfg(feature = "cuda")]
+pub use nccl::{unavailable_reason as nccl_unavailable_reason, NcclComm};
 pub use store::{Rendezvous, StoreClient, StoreServer};
 pub use tcp::TcpComm;
 pub use thread::{ThreadComm, ThreadGroup};
