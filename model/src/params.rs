@@ -192,6 +192,16 @@ impl LlamaParams {
         Ok(p)
     }
 
+    /// A copy with every tensor on `device`: the one way weights reach a GPU (the model's
+    /// device is then the embedding's, see [`crate::Llama::from_params`]).
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let mut p = self.clone();
+        for t in p.tensors_mut() {
+            *t = t.to_device(device)?;
+        }
+        Ok(p)
+    }
+
     /// Sets every tensor to zero (e.g. gradients before accumulation).
     pub fn zero(&mut self) -> Result<()> {
         for t in self.tensors_mut() {
