@@ -245,6 +245,11 @@ pub struct GrpoConfig {
     /// the built-in SWE-RL prompt.
     #[serde(default)]
     pub prompt_template: Option<PathBuf>,
+    /// Show each modified file as its changed lines plus this many lines either side (the
+    /// rest elided as `...`) instead of whole; it localises the change for the model, a
+    /// curriculum for small models. Default: whole files, as SWE-RL.
+    #[serde(default)]
+    pub context_window: Option<usize>,
 }
 
 impl GrpoConfig {

@@ -94,6 +94,59 @@ pub fn code_context_block(files: &[(&str, &str)]) -> String {
         .join("\n\n")
 }
 
+/// The line `...` stands for elided lines in a windowed file.
+pub const ELISION: &str = "...";
+
+/// Line ranges `(old, new)` covering every changed line: everything outside is the longest
+/// common prefix and suffix of the two files' lines, so a window of `old` over its range plus
+/// equal margins maps onto the same window of `new`. `None` when the files are identical.
+pub fn changed_span(old: &str, new: &str) -> Option<((usize, usize), (usize, usize))> {
+    if old == new {
+        return None;
+    }
+    let a: Vec<&str> = old.split('\n').collect();
+    let b: Vec<&str> = new.split('\n').collect();
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let room = a.len().min(b.len()) - prefix;
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(room)
+        .take_while(|(x, y)| x == y)
+        .count();
+    Some(((prefix, a.len() - suffix), (prefix, b.len() - suffix)))
+}
+
+/// Lines `[lo, hi)` of `text` widened by `margin` either side and clamped, joined by `\n`.
+pub fn line_window(text: &str, lo: usize, hi: usize, margin: usize) -> (String, bool, bool) {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let start = lo.saturating_sub(margin);
+    let end = (hi + margin).min(lines.len());
+    (lines[start..end].join("\n"), start > 0, end < lines.len())
+}
+
+/// `old` cut to its changed lines (those `new` differs in) plus `margin` lines either side,
+/// with a `...` line standing for each elided part; `old` itself when nothing is elided or
+/// the files are identical.
+pub fn change_window(old: &str, new: &str, margin: usize) -> String {
+    let Some(((lo, hi), _)) = changed_span(old, new) else {
+        return old.to_string();
+    };
+    let (body, cut_before, cut_after) = line_window(old, lo, hi, margin);
+    let mut out = String::new();
+    if cut_before {
+        out.push_str(ELISION);
+        out.push('\n');
+    }
+    out.push_str(&body);
+    if cut_after {
+        out.push('\n');
+        out.push_str(ELISION);
+    }
+    out
+}
+
 /// A system and a user template (minijinja; variables `problem_statement`, `code_context`
 /// — the rendered file block — and `files`, a list of `{path, content}`).
 pub struct PromptTemplate {
@@ -205,6 +258,31 @@ mod tests {
             blocks[0].1,
             "def average(values):\n    return sum(values) / len(values)"
         );
+    }
+
+    #[test]
+    fn change_windows_keep_the_changed_lines_and_margins() {
+        let old: String = (0..20).map(|i| format!("l{i}\n")).collect();
+        let new = old.replace("l9\n", "l9 fixed\nextra\n");
+        assert_eq!(changed_span(&old, &new), Some(((9, 10), (9, 11))));
+        assert_eq!(
+            change_window(&old, &new, 2),
+            "...\nl7\nl8\nl9\nl10\nl11\n..."
+        );
+        // The same window of the new file is the old window with the edit applied.
+        let ((lo, hi), (nlo, nhi)) = changed_span(&old, &new).unwrap();
+        let (w_old, ..) = line_window(&old, lo, hi, 2);
+        let (w_new, ..) = line_window(&new, nlo, nhi, 2);
+        assert_eq!(w_new, w_old.replace("l9\n", "l9 fixed\nextra\n"));
+        // A margin reaching both ends shows the whole file; no change shows it whole too.
+        assert_eq!(change_window(&old, &new, 50), old);
+        assert_eq!(change_window(&old, &old, 0), old);
+        // A pure insertion at the top: an empty old span, the margin after it.
+        let ins = format!("new\n{old}");
+        assert_eq!(changed_span(&old, &ins), Some(((0, 0), (0, 1))));
+        assert_eq!(change_window(&old, &ins, 1), "l0\n...");
+        // Repeated lines: prefix and suffix never overlap.
+        assert_eq!(changed_span("a\na", "a\na\na"), Some(((2, 2), (2, 3))));
     }
 
     #[test]

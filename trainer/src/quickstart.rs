@@ -2,12 +2,13 @@
 //! mine a git repository, train a byte-level BPE tokenizer on its code, initialise a tiny
 //! Llama-3, warm it up on oracle answers in the SWE-RL format, run GRPO, plot the reward.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use datagen::{Dataset, DatasetWriter, FilterConfig, Instance, MineOptions, Miner};
 use model::optim::{OptimConfig, Schedule};
-use model::{Llama, LlamaConfig, Tokenizer};
-use runtime::DType;
+use model::{GenerateConfig, Llama, LlamaConfig, Tokenizer};
+use runtime::{DType, SamplingParams};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -17,7 +18,8 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::config::{GrpoConfig, LrSchedule};
-use crate::prompt::PromptTemplate;
+use crate::prompt::{change_window, changed_span, line_window, PromptTemplate};
+use crate::reward::calculate_search_replace_reward;
 use crate::sft::{self, make_batches, Example, Packing, SftConfig};
 use crate::train::checkpoint::save_hf_folder;
 use crate::train::oracle::oracle_answer;
@@ -47,28 +49,78 @@ pub struct QuickstartOptions {
     pub vocab_size: usize,
     pub sft_steps: usize,
     pub grpo_steps: usize,
+    /// Problems per GRPO step, each sampled `num_generations` times.
+    pub per_step_problems: usize,
+    pub num_generations: usize,
+    pub temperature: f64,
+    pub learning_rate: f64,
+    /// Lines shown either side of each change (see `GrpoConfig::context_window`).
+    pub context_window: usize,
+    /// Longest oracle answer (tokens, with EOS) kept as a problem; also GRPO's
+    /// `max_completion_length`.
+    pub max_completion_length: usize,
     pub seed: u64,
     pub progress: bool,
+}
+
+impl QuickstartOptions {
+    /// The defaults of `swerl quickstart`: a few minutes on two CPU cores.
+    pub fn new(repo: PathBuf, out: PathBuf) -> Self {
+        QuickstartOptions {
+            repo,
+            out,
+            vocab_size: 1024,
+            sft_steps: 60,
+            grpo_steps: 40,
+            per_step_problems: 4,
+            num_generations: 8,
+            temperature: 1.0,
+            learning_rate: 1e-3,
+            context_window: 2,
+            max_completion_length: 160,
+            seed: 0,
+            progress: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct QuickstartReport {
     pub instances: usize,
+    /// Instances with an oracle answer that fits: the SFT demos and the GRPO problems.
     pub demos: usize,
     pub sft_losses: Vec<f64>,
+    /// Fraction of answers sampled after the warm-up that were well-formed.
+    pub well_formed_after_sft: f64,
+    /// Mean reward of each GRPO step.
     pub rewards: Vec<f64>,
+    pub format_error_rates: Vec<f64>,
     /// The final policy (a Hugging Face folder).
     pub model_dir: PathBuf,
     pub run_dir: PathBuf,
 }
 
-/// Mines `repo` (every commit: a small repository has few merged PRs) into `out`.
+impl QuickstartReport {
+    /// Mean reward over the first and the last `n` GRPO steps.
+    pub fn before_after(&self, n: usize) -> (f64, f64) {
+        let n = n.clamp(1, self.rewards.len().max(1));
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+        let k = self.rewards.len();
+        (
+            mean(&self.rewards[..n.min(k)]),
+            mean(&self.rewards[k - n.min(k)..]),
+        )
+    }
+}
+
+/// Mines every commit of `repo` (a small repository has few merged PRs) into `out`, keeping
+/// small changes; files may be large, as prompts show them only around the change.
 pub fn mine(repo: &Path, out: &Path) -> Result<usize> {
     let filter = FilterConfig {
-        max_files: 3,
-        max_changed_lines: 40,
-        max_file_bytes: 4096,
-        relevant_k: 1,
+        max_files: 4,
+        max_changed_lines: 80,
+        max_file_bytes: 1 << 16,
+        relevant_k: 0,
         decontaminate: Vec::new(),
     };
     let opts = MineOptions {
@@ -82,6 +134,34 @@ pub fn mine(repo: &Path, out: &Path) -> Result<usize> {
     miner.mine_repo(repo, None, &mut |inst| writer.push(&inst), &mut |_| {})?;
     writer.finish()?;
     Ok(miner.report.kept as usize)
+}
+
+/// The modified files of `inst` cut to `margin` lines around their change: `(old, new)`
+/// contexts in which the oracle edit is the same edit as in the whole files.
+pub fn windowed_files(
+    inst: &Instance,
+    margin: usize,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let (mut old_w, mut new_w) = (BTreeMap::new(), BTreeMap::new());
+    for (path, new) in &inst.oracle_new_content {
+        let old = inst.code_context.get(path).map_or("", String::as_str);
+        let Some(((lo, hi), (nlo, nhi))) = changed_span(old, new) else {
+            continue;
+        };
+        old_w.insert(path.clone(), line_window(old, lo, hi, margin).0);
+        new_w.insert(path.clone(), line_window(new, nlo, nhi, margin).0);
+    }
+    (old_w, new_w)
+}
+
+/// The oracle answer of `inst` whose SEARCH blocks lie inside the prompt's windows, or `None`
+/// when there is none scoring 1 on the whole files.
+pub fn windowed_oracle_answer(inst: &Instance, margin: usize) -> Option<String> {
+    let (old_w, new_w) = windowed_files(inst, margin);
+    let answer = oracle_answer(&thought(inst), &old_w, &new_w)?;
+    let full =
+        calculate_search_replace_reward(&inst.code_context, &inst.oracle_new_content, &answer);
+    (full.reward == 1.0).then_some(answer)
 }
 
 /// Trains a byte-level BPE tokenizer (Llama-3 split regex and special tokens) on `texts` and
@@ -161,11 +241,31 @@ pub fn init_model(tok: &Tokenizer, dir: &Path, seed: u64) -> Result<Llama> {
 
 fn thought(inst: &Instance) -> String {
     let files: Vec<&str> = inst.oracle_new_content.keys().map(String::as_str).collect();
-    format!(
-        "The issue: {}. The change belongs in {}.",
-        inst.title.trim(),
-        files.join(", ")
-    )
+    format!("The change belongs in {}.", files.join(", "))
+}
+
+/// Mined instances whose windowed oracle answer fits the limits, with that answer.
+struct Problems {
+    mined: usize,
+    usable: Vec<(Instance, String)>,
+    no_oracle: usize,
+}
+
+fn problems(instances: Vec<Instance>, margin: usize) -> Problems {
+    let mined = instances.len();
+    let mut usable = Vec::new();
+    let mut no_oracle = 0;
+    for inst in instances {
+        match windowed_oracle_answer(&inst, margin) {
+            Some(a) => usable.push((inst, a)),
+            None => no_oracle += 1,
+        }
+    }
+    Problems {
+        mined,
+        usable,
+        no_oracle,
+    }
 }
 
 pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
@@ -174,34 +274,50 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
             eprintln!("{s}");
         }
     };
-    let data_dir = opts.out.join("data");
-    if data_dir.exists() {
-        std::fs::remove_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+    let mined_dir = opts.out.join("data");
+    let data_dir = opts.out.join("problems");
+    for d in [&mined_dir, &data_dir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(io_err(d))?;
+        }
     }
-    let kept = mine(&opts.repo, &data_dir)?;
+    let kept = mine(&opts.repo, &mined_dir)?;
     if kept == 0 {
         return Err(TrainError::Invalid(format!(
             "{}: mining kept no instance (needs a git history with small code changes)",
             opts.repo.display()
         )));
     }
-    let data = Dataset::open(&data_dir)?;
-    let instances: Vec<Instance> = (0..data.len())
-        .map(|i| data.get(i))
+    let mined = Dataset::open(&mined_dir)?;
+    let instances: Vec<Instance> = (0..mined.len())
+        .map(|i| mined.get(i))
         .collect::<std::result::Result<_, _>>()?;
+    let margin = opts.context_window;
+    let found = problems(instances, margin);
     say(format!(
-        "mined {} instances from {}",
-        instances.len(),
-        opts.repo.display()
+        "mined {} instances from {} ({} with an oracle answer inside a {margin}-line window)",
+        found.mined,
+        opts.repo.display(),
+        found.usable.len()
     ));
 
+    // The tokenizer learns the prompts as the model will see them, and the answers.
     let init_dir = opts.out.join("init");
-    let mut corpus: Vec<String> = Vec::new();
     let template = PromptTemplate::swe_rl();
-    for inst in &instances {
-        // The rendered prompt too, so the instructions' wording gets its own merges.
-        let files: Vec<(&str, &str)> = inst
+    let mut corpus: Vec<String> = Vec::new();
+    for (inst, answer) in &found.usable {
+        let shown: Vec<(String, String)> = inst
             .code_context
+            .iter()
+            .map(|(p, old)| {
+                let text = match inst.oracle_new_content.get(p) {
+                    Some(new) => change_window(old, new, margin),
+                    None => old.clone(),
+                };
+                (p.clone(), text)
+            })
+            .collect();
+        let files: Vec<(&str, &str)> = shown
             .iter()
             .map(|(p, t)| (p.as_str(), t.as_str()))
             .collect();
@@ -209,8 +325,13 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
             .render(&inst.problem_statement, &files)
             .map_err(|e| TrainError::Invalid(e.to_string()))?;
         corpus.extend(msgs.iter().map(|m| m.content.clone()));
-        corpus.extend(inst.code_context.values().cloned());
-        corpus.extend(inst.oracle_new_content.values().cloned());
+        corpus.push(answer.clone());
+    }
+    if corpus.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "none of the {} mined instances has an oracle answer within a {margin}-line window",
+            found.mined
+        )));
     }
     train_tokenizer(&corpus, opts.vocab_size, &init_dir)?;
     let tok = Tokenizer::from_dir(&init_dir)?;
@@ -223,6 +344,70 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
     ));
 
     let mut cfg = grpo_config(&init_dir, &data_dir, &opts.out.join("grpo"), opts);
+    let probe = SweTask::new(
+        Dataset::open(&mined_dir)?,
+        Tokenizer::from_dir(&init_dir)?,
+        PromptTemplate::swe_rl(),
+        cfg.max_prompt_length,
+        opts.seed,
+        eos.clone(),
+    )?
+    .with_context_window(Some(margin));
+    // The problems: instances whose prompt and oracle answer fit, written as the GRPO dataset.
+    let mut demos = Vec::new();
+    let mut kept = Vec::new();
+    let (mut long_prompt, mut long_answer) = (0, 0);
+    let mut writer = DatasetWriter::create(&data_dir, 100_000, 1 << 30)?;
+    for (inst, answer) in &found.usable {
+        let Some(prompt) = probe.prompt(inst)? else {
+            long_prompt += 1;
+            continue;
+        };
+        let mut completion = tok.encode(answer, false)?;
+        completion.push(eos[0]);
+        if completion.len() > opts.max_completion_length {
+            long_answer += 1;
+            continue;
+        }
+        let mask = (0..prompt.len() + completion.len())
+            .map(|i| i >= prompt.len())
+            .collect();
+        demos.push(Example::new([prompt.clone(), completion].concat(), mask).map_err(sft_err)?);
+        kept.push((inst, prompt));
+        writer.push(inst)?;
+    }
+    writer.finish()?;
+    if demos.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "no usable instance among {}: {} without an exact oracle answer in the window, \
+             {long_prompt} prompts over max_prompt_length {}, {long_answer} answers over \
+             {} tokens",
+            found.mined, found.no_oracle, cfg.max_prompt_length, opts.max_completion_length
+        )));
+    }
+    say(format!(
+        "{} problems ({} answers over {} tokens, {long_prompt} prompts too long); SFT warm-up, {} steps",
+        demos.len(),
+        long_answer,
+        opts.max_completion_length,
+        opts.sft_steps
+    ));
+    let probe_of = |m: &Llama, seed: u64| well_formed_rate(m, &kept, &tok, &eos, opts, seed);
+    let (m, sft_losses, well_formed) = sft_warmup(m, &demos, &cfg, opts, &probe_of)?;
+    say(format!(
+        "SFT: {} steps, loss {:.3}; {:.0}% of sampled answers well-formed",
+        sft_losses.len(),
+        sft_losses.last().copied().unwrap_or(f64::NAN),
+        100.0 * well_formed
+    ));
+    let sft_dir = opts.out.join("sft");
+    save_hf_folder(&m, &sft_dir, Some(&init_dir))?;
+
+    cfg.model = sft_dir.clone();
+    let run_dir = cfg.output_dir.clone();
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir).map_err(io_err(&run_dir))?;
+    }
     let task = SweTask::new(
         Dataset::open(&data_dir)?,
         Tokenizer::from_dir(&init_dir)?,
@@ -230,48 +415,80 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
         cfg.max_prompt_length,
         opts.seed,
         eos.clone(),
-    )?;
-    let mut demos = Vec::new();
-    let (mut long_prompt, mut no_oracle, mut long_answer) = (0, 0, 0);
-    for inst in &instances {
-        let Some(prompt) = task.prompt(inst)? else {
-            long_prompt += 1;
-            continue;
-        };
-        let Some(answer) =
-            oracle_answer(&thought(inst), &inst.code_context, &inst.oracle_new_content)
-        else {
-            no_oracle += 1;
-            continue;
-        };
-        let mut completion = tok.encode(&answer, false)?;
-        completion.push(eos[0]);
-        if completion.len() <= cfg.max_completion_length {
-            let mask = (0..prompt.len() + completion.len())
-                .map(|i| i >= prompt.len())
-                .collect();
-            let ids = [prompt, completion].concat();
-            demos.push(Example::new(ids, mask).map_err(sft_err)?);
-        } else {
-            long_answer += 1;
-        }
-    }
-    if demos.is_empty() {
-        return Err(TrainError::Invalid(format!(
-            "no usable instance among {}: {long_prompt} prompts over max_prompt_length {}, \
-             {no_oracle} without an exact oracle answer, {long_answer} answers over \
-             max_completion_length {}",
-            instances.len(),
-            cfg.max_prompt_length,
-            cfg.max_completion_length
-        )));
-    }
+    )?
+    .with_context_window(cfg.context_window);
+    let mut trainer = Trainer::new(cfg, m, task, eos)?;
     say(format!(
-        "SFT warm-up on {} oracle answers, {} steps",
-        demos.len(),
-        opts.sft_steps
+        "GRPO: {} steps of {} problems x {} samples",
+        trainer.cfg.steps, trainer.cfg.per_step_problems, trainer.cfg.num_generations
     ));
-    // Warm-up of 10 steps to 3e-3 on top of GRPO's AdamW settings.
+    let metrics = trainer.run(opts.progress)?;
+    let model_dir = opts.out.join("model");
+    save_hf_folder(&trainer.learner.model, &model_dir, Some(&init_dir))?;
+    crate::plot::plot_run(&run_dir)?;
+    Ok(QuickstartReport {
+        well_formed_after_sft: well_formed,
+        instances: found.mined,
+        demos: demos.len(),
+        sft_losses,
+        rewards: metrics.iter().map(|m| m.reward_mean).collect(),
+        format_error_rates: metrics.iter().map(|m| m.format_error_rate).collect(),
+        model_dir,
+        run_dir,
+    })
+}
+
+/// Fraction of one sampled answer per problem (at GRPO's temperature) that is well-formed:
+/// tags, blocks, and SEARCH text found in the file.
+fn well_formed_rate(
+    m: &Llama,
+    problems: &[(&Instance, Vec<u32>)],
+    tok: &Tokenizer,
+    eos: &[u32],
+    opts: &QuickstartOptions,
+    seed: u64,
+) -> Result<f64> {
+    let prompts: Vec<Vec<u32>> = problems.iter().map(|(_, p)| p.clone()).collect();
+    let cfg = GenerateConfig {
+        max_new_tokens: opts.max_completion_length,
+        sampling: SamplingParams {
+            temperature: opts.temperature as f32,
+            top_k: 0,
+            top_p: 1.0,
+        },
+        seed,
+        eos_token_ids: eos.to_vec(),
+    };
+    let outs = m.generate(&prompts, &cfg)?;
+    let ok = outs
+        .iter()
+        .zip(problems)
+        .filter(|(ids, (inst, _))| {
+            let ids: Vec<u32> = ids.iter().copied().filter(|t| !eos.contains(t)).collect();
+            let text = tok.decode(&ids, false).unwrap_or_default();
+            calculate_search_replace_reward(&inst.code_context, &inst.oracle_new_content, &text)
+                .format_error
+                .is_none()
+        })
+        .count();
+    Ok(ok as f64 / problems.len().max(1) as f64)
+}
+
+/// Supervised warm-up on the oracle answers (each epoch in a fresh seeded order) until a
+/// probe of sampled answers finds `WELL_FORMED_TARGET` of them well-formed, or `sft_steps`.
+/// GRPO needs that start: while every sample scores -1 the group advantages, and so the
+/// policy gradient, are all zero; a policy that already answers every problem exactly leaves
+/// nothing to learn. Returns the model, the losses and the last probe's rate.
+fn sft_warmup(
+    m: Llama,
+    demos: &[Example],
+    cfg: &GrpoConfig,
+    opts: &QuickstartOptions,
+    probe: &dyn Fn(&Llama, u64) -> Result<f64>,
+) -> Result<(Llama, Vec<f64>, f64)> {
+    const BATCH: usize = 4;
+    const PROBE_EVERY: usize = 10;
+    const WELL_FORMED_TARGET: f64 = 0.25;
     let max_len = demos.iter().map(|d| d.ids.len()).max().unwrap_or(1);
     let sft_cfg = SftConfig {
         optim: OptimConfig {
@@ -280,7 +497,7 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
             schedule: Schedule::Constant,
             ..cfg.optim_config()
         },
-        batch_size: 4,
+        batch_size: BATCH,
         max_seq_len: max_len,
         max_steps: Some(opts.sft_steps.max(1)),
         seed: opts.seed,
@@ -290,40 +507,39 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
     };
     let mut sft = sft::Trainer::new(m, sft_cfg).map_err(sft_err)?;
     let mut rng = runtime::Rng::new(opts.seed);
-    let mut sft_losses = Vec::new();
+    let mut queue: Vec<usize> = Vec::new();
+    let mut losses = Vec::new();
+    let mut rate = 0.0;
     for s in 0..opts.sft_steps {
-        let order: Vec<usize> = (0..4)
-            .map(|_| rng.below(demos.len() as u64) as usize)
-            .collect();
-        let batches = make_batches(&demos, &order, 4, Packing::Pad, max_len, 1).map_err(sft_err)?;
-        sft_losses.push(sft.train_step(&batches).map_err(sft_err)?.loss);
-        if opts.progress && (s + 1) % 20 == 0 {
-            eprintln!("  sft step {}: loss {:.3}", s + 1, sft_losses[s]);
+        let mut order = Vec::with_capacity(BATCH);
+        while order.len() < BATCH {
+            if queue.is_empty() {
+                queue = (0..demos.len()).collect();
+                for i in (1..queue.len()).rev() {
+                    queue.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+            }
+            order.extend(queue.pop());
+        }
+        let batches =
+            make_batches(demos, &order, BATCH, Packing::Pad, max_len, 1).map_err(sft_err)?;
+        losses.push(sft.train_step(&batches).map_err(sft_err)?.loss);
+        if (s + 1) % PROBE_EVERY == 0 || s + 1 == opts.sft_steps {
+            rate = probe(sft.model(), opts.seed ^ s as u64)?;
+            if opts.progress {
+                eprintln!(
+                    "  sft step {}: loss {:.3}, {:.0}% of sampled answers well-formed",
+                    s + 1,
+                    losses[s],
+                    100.0 * rate
+                );
+            }
+            if rate >= WELL_FORMED_TARGET {
+                break;
+            }
         }
     }
-    let m = sft.into_model();
-    let sft_dir = opts.out.join("sft");
-    save_hf_folder(&m, &sft_dir, Some(&init_dir))?;
-
-    cfg.model = sft_dir.clone();
-    let run_dir = cfg.output_dir.clone();
-    if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).map_err(io_err(&run_dir))?;
-    }
-    let mut trainer = Trainer::new(cfg, m, task, eos)?;
-    say(format!("GRPO: {} steps", trainer.cfg.steps));
-    let metrics = trainer.run(opts.progress)?;
-    let model_dir = opts.out.join("model");
-    save_hf_folder(&trainer.learner.model, &model_dir, Some(&init_dir))?;
-    crate::plot::plot_run(&run_dir)?;
-    Ok(QuickstartReport {
-        instances: instances.len(),
-        demos: demos.len(),
-        sft_losses,
-        rewards: metrics.iter().map(|m| m.reward_mean).collect(),
-        model_dir,
-        run_dir,
-    })
+    Ok((sft.into_model(), losses, rate))
 }
 
 /// The quickstart's GRPO settings: small enough for two CPU cores.
@@ -332,14 +548,14 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         model: model.to_path_buf(),
         data_dir: data.to_path_buf(),
         output_dir: out.to_path_buf(),
-        per_step_problems: 2,
-        num_generations: 4,
+        per_step_problems: opts.per_step_problems,
+        num_generations: opts.num_generations,
         beta: 0.0,
         epsilon: 0.2,
         epsilon_high: Some(0.28),
         loss_type: crate::grpo::LossType::Grpo,
         scale_rewards: crate::grpo::ScaleRewards::Group,
-        learning_rate: 5e-4,
+        learning_rate: opts.learning_rate,
         lr_schedule: LrSchedule::Constant,
         warmup_steps: 0,
         weight_decay: 0.0,
@@ -347,9 +563,9 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         adam_beta2: 0.999,
         adam_epsilon: 1e-8,
         max_grad_norm: 1.0,
-        max_prompt_length: 1536,
-        max_completion_length: 192,
-        temperature: 1.0,
+        max_prompt_length: 1024,
+        max_completion_length: opts.max_completion_length,
+        temperature: opts.temperature,
         top_p: 1.0,
         top_k: 0,
         steps: opts.grpo_steps,
@@ -357,8 +573,9 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         save_steps: 0,
         num_iterations: 1,
         mask_truncated_completions: false,
-        micro_batch: 4,
+        micro_batch: 8,
         prompt_template: None,
+        context_window: Some(opts.context_window),
     }
 }
 

@@ -14,10 +14,28 @@ pub struct Args {
     /// Output folder (data, tokenizer, checkpoints, metrics, plots, final model).
     #[arg(long, default_value = "swerl-quickstart")]
     out: PathBuf,
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 60)]
     sft_steps: usize,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 40)]
     grpo_steps: usize,
+    /// Problems per GRPO step.
+    #[arg(long, default_value_t = 4)]
+    per_step_problems: usize,
+    /// Samples per problem.
+    #[arg(long, default_value_t = 8)]
+    num_generations: usize,
+    /// Sampling temperature of the GRPO rollouts.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// GRPO learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Lines shown either side of each change in the prompts.
+    #[arg(long, default_value_t = 2)]
+    context_window: usize,
+    /// Longest oracle answer (tokens) kept as a problem; GRPO's max_completion_length.
+    #[arg(long, default_value_t = 160)]
+    max_completion_length: usize,
     #[arg(long, default_value_t = 1024)]
     vocab_size: usize,
     #[arg(long, default_value_t = 0)]
@@ -47,19 +65,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => enclosing_repo()?,
     };
     let opts = QuickstartOptions {
-        repo,
-        out: args.out,
         vocab_size: args.vocab_size,
         sft_steps: args.sft_steps,
         grpo_steps: args.grpo_steps,
+        per_step_problems: args.per_step_problems,
+        num_generations: args.num_generations,
+        temperature: args.temperature,
+        learning_rate: args.learning_rate,
+        context_window: args.context_window,
+        max_completion_length: args.max_completion_length,
         seed: args.seed,
         progress: !args.quiet,
+        ..QuickstartOptions::new(repo, args.out)
     };
     let r = quickstart(&opts)?;
     let first = r.sft_losses.first().copied().unwrap_or(f64::NAN);
     let last = r.sft_losses.last().copied().unwrap_or(f64::NAN);
     println!(
-        "instances mined: {}, oracle demos: {}",
+        "instances mined: {}, problems with an oracle answer: {}",
         r.instances, r.demos
     );
     println!("SFT loss: {first:.3} -> {last:.3}");
@@ -67,10 +90,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "GRPO reward per step: {}",
         trainer::plot::sparkline(&r.rewards)
     );
-    for (i, x) in r.rewards.iter().enumerate() {
-        println!("  step {:>3}: reward {x:+.4}", i + 1);
+    for (i, (x, f)) in r.rewards.iter().zip(&r.format_error_rates).enumerate() {
+        println!(
+            "  step {:>3}: reward {x:+.4}  format errors {:>5.1}%",
+            i + 1,
+            100.0 * f
+        );
     }
-    println!("plots: {}/{{reward,loss,kl}}.svg", r.run_dir.display());
+    let n = (r.rewards.len() / 4).max(1);
+    let (before, after) = r.before_after(n);
+    println!("mean reward, first {n} steps: {before:+.4}; last {n} steps: {after:+.4}");
+    println!("reward curve: {}", r.run_dir.join("reward.svg").display());
+    println!(
+        "plots: {}/{{reward,loss,kl}}.svg; metrics: {}",
+        r.run_dir.display(),
+        r.run_dir.join("metrics.jsonl").display()
+    );
     println!(
         "model: {} (try `swerl generate` on it)",
         r.model_dir.display()

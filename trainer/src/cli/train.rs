@@ -51,7 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.max_prompt_length,
         cfg.seed,
         eos.clone(),
-    )?;
+    )?
+    .with_context_window(cfg.context_window);
     let mut trainer = match &resume {
         Some(dir) => Trainer::resume(cfg, dir, task, eos)?,
         None => {

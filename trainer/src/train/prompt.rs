@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use model::{Message, Tokenizer};
 
 use super::{Result, TrainError};
-use crate::prompt::PromptTemplate;
+use crate::prompt::{change_window, PromptTemplate};
 
 /// The parts of a problem the prompt shows.
 #[derive(Debug, Clone)]
@@ -17,6 +17,9 @@ pub struct PromptInput<'a> {
     pub code_context: &'a BTreeMap<String, String>,
     /// Context files the change does not modify (dropped first when the prompt is too long).
     pub droppable: Vec<&'a str>,
+    /// path → content after the change; with a context window, each file listed here is
+    /// shown only around its change.
+    pub new_content: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Why a prompt was not built.
@@ -33,6 +36,8 @@ pub struct PromptBuilder<'t> {
     pub tokenizer: &'t Tokenizer,
     pub template: &'t PromptTemplate,
     pub max_prompt_length: usize,
+    /// Lines shown either side of each modified file's change (`None`: whole files).
+    pub context_window: Option<usize>,
 }
 
 impl<'t> PromptBuilder<'t> {
@@ -45,7 +50,13 @@ impl<'t> PromptBuilder<'t> {
             tokenizer,
             template,
             max_prompt_length,
+            context_window: None,
         }
+    }
+
+    pub fn with_context_window(mut self, lines: Option<usize>) -> Self {
+        self.context_window = lines;
+        self
     }
 
     /// The chat messages for `files`.
@@ -71,10 +82,21 @@ impl<'t> PromptBuilder<'t> {
     /// files one at a time (the last in path order first) until it fits; if it never does, the
     /// caller skips the instance and counts it.
     pub fn build(&self, input: &PromptInput<'_>) -> Result<(Option<Vec<u32>>, PromptOutcome)> {
+        let windowed: BTreeMap<&str, String> = match (self.context_window, input.new_content) {
+            (Some(margin), Some(new)) => input
+                .code_context
+                .iter()
+                .filter_map(|(p, old)| {
+                    let new = new.get(p)?;
+                    Some((p.as_str(), change_window(old, new, margin)))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let mut files: Vec<(&str, &str)> = input
             .code_context
             .iter()
-            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .map(|(p, t)| (p.as_str(), windowed.get(p.as_str()).unwrap_or(t).as_str()))
             .collect();
         let mut droppable: Vec<&str> = input
             .droppable
@@ -119,6 +141,7 @@ mod tests {
             problem_statement: "f is wrong",
             code_context: &ctx,
             droppable: vec!["z_rel.py"],
+            new_content: None,
         };
         let full = PromptBuilder::new(&tok, &tpl, 100_000)
             .build(&input)
@@ -153,5 +176,39 @@ mod tests {
                 && text.trim_end().ends_with("assistant<|end_header_id|>"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_context_window_shows_modified_files_around_their_change() {
+        let tok = tokenizer();
+        let tpl = PromptTemplate::swe_rl();
+        let old: String = (0..60).map(|i| format!("v{i} = {i}\n")).collect();
+        let ctx = BTreeMap::from([
+            ("m.py".to_string(), old.clone()),
+            ("rel.py".to_string(), "keep = 1\n".to_string()),
+        ]);
+        let new = BTreeMap::from([("m.py".to_string(), old.replace("v30 = 30", "v30 = -30"))]);
+        let input = PromptInput {
+            problem_statement: "v30 has the wrong sign",
+            code_context: &ctx,
+            droppable: vec!["rel.py"],
+            new_content: Some(&new),
+        };
+        let text = |window| {
+            let b = PromptBuilder::new(&tok, &tpl, 100_000).with_context_window(window);
+            let ids = b.build(&input).unwrap().0.unwrap();
+            (ids.len(), tok.decode(&ids, false).unwrap())
+        };
+        let (n_whole, whole) = text(None);
+        let (n_win, win) = text(Some(2));
+        assert!(whole.contains("v0 = 0\n") && whole.contains("v59 = 59"));
+        assert!(n_win < n_whole / 2, "{n_win} vs {n_whole}");
+        assert!(
+            win.contains("### m.py\n...\nv28 = 28\nv29 = 29\nv30 = 30\nv31 = 31\nv32 = 32\n..."),
+            "{win}"
+        );
+        assert!(!win.contains("v27 = 27") && !win.contains("v33 = 33"));
+        // Unmodified files are shown whole.
+        assert!(win.contains("### rel.py\nkeep = 1"));
     }
 }

@@ -35,6 +35,7 @@ pub struct SweTask {
     max_prompt_length: usize,
     seed: u64,
     eos_token_ids: Vec<u32>,
+    context_window: Option<usize>,
     cursor: Cursor,
     order: Vec<usize>,
     batch: Vec<Problem>,
@@ -64,10 +65,17 @@ impl SweTask {
             max_prompt_length,
             seed,
             eos_token_ids,
+            context_window: None,
             cursor: Cursor::default(),
             order,
             batch: Vec::new(),
         })
+    }
+
+    /// Shows modified files only around their change (see `GrpoConfig::context_window`).
+    pub fn with_context_window(mut self, lines: Option<usize>) -> Self {
+        self.context_window = lines;
+        self
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -76,7 +84,8 @@ impl SweTask {
 
     /// The prompt of `inst`, or `None` when it cannot fit.
     pub fn prompt(&self, inst: &Instance) -> Result<Option<Vec<u32>>> {
-        let builder = PromptBuilder::new(&self.tokenizer, &self.template, self.max_prompt_length);
+        let builder = PromptBuilder::new(&self.tokenizer, &self.template, self.max_prompt_length)
+            .with_context_window(self.context_window);
         let droppable = inst
             .relevant_files
             .iter()
@@ -87,6 +96,7 @@ impl SweTask {
             problem_statement: &inst.problem_statement,
             code_context: &inst.code_context,
             droppable,
+            new_content: Some(&inst.oracle_new_content),
         };
         let (ids, outcome) = builder.build(&input)?;
         Ok(match outcome {
