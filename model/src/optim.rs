@@ -132,9 +132,22 @@ impl AdamW {
         grads: &LlamaParams,
         lr: f32,
     ) -> Result<StepStats> {
+        let grad_norm = ops::global_l2_norm(&grads.tensors())?;
+        self.step_with_norm(model, grads, lr, grad_norm)
+    }
+
+    /// [`AdamW::step_with_lr`] given the global gradient norm: under tensor parallelism each
+    /// rank steps its shard and clips by the whole model's norm
+    /// ([`TpModel::grad_norm`](crate::tp::TpModel::grad_norm)).
+    pub fn step_with_norm(
+        &mut self,
+        model: &mut Llama,
+        grads: &LlamaParams,
+        lr: f32,
+        grad_norm: f64,
+    ) -> Result<StepStats> {
         let c = self.config;
         let gs = grads.tensors();
-        let grad_norm = ops::global_l2_norm(&gs)?;
         if !grad_norm.is_finite() {
             return Err(ModelError::Invalid(format!(
                 "gradient norm is {grad_norm}; refusing to step"

@@ -5,6 +5,7 @@
 mod model_support;
 
 use model::layers::lm_head::{shifted_targets, IGNORE};
+use model::optim::{AdamW, OptimConfig};
 use model::tp::{gather, run_ranks, CommVolume, CountingComm, Replicas, ShardPlan, TpModel};
 use model::{Activations, GenerateConfig, GradBuffers, Llama, LlamaParams, ModelError};
 use model_support::*;
@@ -439,6 +440,63 @@ fn parallel_tp_generate_matches_single_rank() {
             let full: Vec<u32> = prompt.iter().chain(&g[0]).copied().collect();
             assert_eq!(full, want_greedy, "tp={tp} rank {rank}: greedy decode");
             assert_eq!(s, &want_sampled, "tp={tp} rank {rank}: sampled decode");
+        }
+    }
+}
+
+#[test]
+fn parallel_tp_optimizer_step_matches_single_rank() {
+    let dir = fixture_dir();
+    let m = Llama::load(&dir).unwrap();
+    let ids = ids(&m);
+    let tg = targets(&ids);
+    let (b, t) = (ids.dim(0), ids.dim(1));
+    // Adam's first step is lr * g / (|g| + eps): with a tiny eps it turns the rounding noise
+    // of near-zero gradient entries into whole-lr differences, so eps is large enough here
+    // for the update to follow the gradient smoothly.
+    let cfg = OptimConfig {
+        lr: 1e-2,
+        eps: 1e-3,
+        weight_decay: 0.1,
+        max_grad_norm: Some(0.05),
+        ..OptimConfig::default()
+    };
+    let mut single = Llama::load(&dir).unwrap();
+    let (_, g) = loss_and_grads(&single, &id_rows(&ids), false);
+    let want = AdamW::new(&single, cfg)
+        .unwrap()
+        .step(&mut single, &g)
+        .unwrap();
+    assert!(want.clip_scale < 1.0, "the test wants clipping: {want:?}");
+    for tp in degrees(&m.config) {
+        let got = run_ranks(tp, |mut ctx| {
+            let comm = ctx.comm.as_mut();
+            let mut tm = TpModel::load(&dir, DType::F32, tp, ctx.rank)?;
+            let mut acts = tm.activations(b, t, false)?;
+            let mut bufs = tm.grad_buffers(b, t)?;
+            let mut grads = tm.zero_grads()?;
+            tm.forward(&ids, &mut acts, comm)?;
+            let loss = tm.loss(&mut acts, &tg, comm)?;
+            let scale = 1.0 / loss.count as f32;
+            tm.backward(&ids, &tg, &mut acts, &mut grads, &mut bufs, scale, comm)?;
+            tm.reduce_replicated_grads(&mut grads, comm)?;
+            let norm = tm.grad_norm(&grads, comm)?;
+            let mut opt = AdamW::new(&tm.local, cfg)?;
+            let stats = opt.step_with_norm(&mut tm.local, &grads, cfg.lr, norm)?;
+            let params = gather(&tm.plan, comm, &tm.local.params, Replicas::Identical)?;
+            Ok((stats, params))
+        })
+        .unwrap();
+        for (rank, (stats, params)) in got.iter().enumerate() {
+            let rel = (stats.grad_norm - want.grad_norm).abs() / want.grad_norm;
+            assert!(
+                rel <= REL,
+                "tp={tp} rank {rank}: grad norm {stats:?} vs {want:?}"
+            );
+            assert!((stats.clip_scale - want.clip_scale).abs() <= 1e-5 * want.clip_scale);
+            for ((name, a), w) in params.named(&m.config).iter().zip(single.params.tensors()) {
+                assert_close(&format!("tp={tp} rank {rank} updated {name}"), a, w);
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::layers::lm_head::{self, IGNORE};
 use crate::layers::{block, rmsnorm};
 use crate::params::LlamaParams;
-use crate::tp::shard::KvLayout;
+use crate::tp::shard::{KvLayout, Split};
 use crate::tp::{vocab, CommReduce, Reduce, TpModel};
 
 impl TpModel {
@@ -125,6 +125,28 @@ impl TpModel {
             self.plan.full.vocab_size,
             &mut g.d_resid_next,
         )
+    }
+
+    /// The whole model's gradient L2 norm (equal on every rank), each parameter counted once:
+    /// shards by every rank, the replicated norms by rank 0, a replicated KV head by its first
+    /// holder. Call after [`TpModel::reduce_replicated_grads`]; pass the result to
+    /// [`AdamW::step_with_norm`](crate::optim::AdamW::step_with_norm) so every rank clips alike.
+    pub fn grad_norm(&self, grads: &LlamaParams, comm: &mut dyn Communicator) -> Result<f64> {
+        let mut sum = 0f64;
+        for ((name, _, split), t) in self.plan.splits().iter().zip(grads.tensors()) {
+            let kv = name.ends_with("k_proj.weight") || name.ends_with("v_proj.weight");
+            let counted = match split {
+                Split::Replicated => self.plan.rank == 0,
+                _ if kv => self.plan.kv_owner(),
+                _ => true,
+            };
+            if counted {
+                sum += ops::sum_squares(t)?;
+            }
+        }
+        let mut total = Tensor::from_vec(vec![sum as f32], &[1])?;
+        CommReduce(comm).all_reduce(&mut total)?;
+        Ok((total.to_f32_vec()?[0] as f64).sqrt())
     }
 
     /// Sums the K/V weight gradients over the ranks that hold copies of the same KV head (a
