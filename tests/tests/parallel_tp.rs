@@ -500,3 +500,70 @@ fn parallel_tp_optimizer_step_matches_single_rank() {
         }
     }
 }
+
+#[test]
+fn parallel_tp_bf16_shards_are_slices_of_the_bf16_model() {
+    let dir = fixture_dir();
+    let m = Llama::load_as(&dir, DType::BF16).unwrap();
+    let tp = degrees(&m.config)[0];
+    let got = run_ranks(tp, |mut ctx| {
+        let tm = TpModel::load(&dir, DType::BF16, tp, ctx.rank)?;
+        assert!(tm
+            .local
+            .params
+            .tensors()
+            .iter()
+            .all(|t| t.dtype() == DType::BF16));
+        gather(
+            &tm.plan,
+            ctx.comm.as_mut(),
+            &tm.local.params,
+            Replicas::Identical,
+        )
+    })
+    .unwrap();
+    for ((name, a), b) in got[0].named(&m.config).iter().zip(m.params.tensors()) {
+        assert_eq!(a.to_f32_vec().unwrap(), b.to_f32_vec().unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn parallel_tp_loads_shards_from_a_multi_file_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    std::fs::copy(fixture_dir().join("config.json"), p.join("config.json")).unwrap();
+    let all = model::safetensors_io::read_all(&fixture_dir().join("model.safetensors")).unwrap();
+    let names: Vec<&String> = all.keys().collect();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [("w-1.safetensors", a), ("w-2.safetensors", b)] {
+        let tensors: Vec<(String, &Tensor)> =
+            part.iter().map(|n| ((*n).clone(), &all[*n])).collect();
+        model::safetensors_io::save(&p.join(file), &tensors, DType::F32).unwrap();
+        for n in part {
+            map.insert((*n).clone(), serde_json::json!(file));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(p.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let m = Llama::load(&fixture_dir()).unwrap();
+    for tp in degrees(&m.config) {
+        let got = run_ranks(tp, |mut ctx| {
+            let tm = TpModel::load(p, DType::F32, tp, ctx.rank)?;
+            gather(
+                &tm.plan,
+                ctx.comm.as_mut(),
+                &tm.local.params,
+                Replicas::Identical,
+            )
+        })
+        .unwrap();
+        for ((name, a), b) in got[0].named(&m.config).iter().zip(m.params.tensors()) {
+            assert_eq!(
+                a.to_f32_vec().unwrap(),
+                b.to_f32_vec().unwrap(),
+                "tp={tp}: {name}"
+            );
+        }
+    }
+}
