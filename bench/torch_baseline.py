@@ -1,194 +1,236 @@
 #!/usr/bin/env python3
-"""PyTorch baseline for `bench_kernels` (kernels/examples/bench_kernels.rs): the same ops on the
-same shapes, eager PyTorch and SDPA, timed with CUDA events (3 warm-ups, median of --reps).
-Rows use the same format so both runs of one device call line up in bench/RESULTS.md.
+"""PyTorch baseline for `swerl bench kernels`: the same ops at the same shapes, timed the same
+way (best of three batches of --reps back-to-back calls, each batch closed by a device sync),
+printed in the same row format so the two tables compare line by line. Eager PyTorch for every
+op; attention both eager (matmul + mask + softmax + matmul, repeat_kv) and SDPA.
 
-usage: python3 bench/torch_baseline.py [--reps N] [--quick]
+usage: python3 bench/torch_baseline.py [--device cuda|cpu] [--size full|small|tiny]
+                                       [--dtype bf16|f32] [--reps N] [--json]
 """
+
 import argparse
+import json
+import math
 import sys
+import time
 
 try:
     import torch
     import torch.nn.functional as F
 except ImportError:
-    print("bench torch: skipped, PyTorch is not installed")
+    print("bench kernels | torch baseline skipped: PyTorch is not installed")
     sys.exit(0)
 
-
-def timed(fn, reps):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    ms = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ms.append(a.elapsed_time(b))
-    ms.sort()
-    return ms[len(ms) // 2]
+SHAPES = {
+    "full": dict(rows=8192, d=4096, ffn=14336, heads=32, kv_heads=8, head_dim=128, seq=2048,
+                 vocab=128256, lp_rows=2048, adamw=1 << 26,
+                 gemm=[(8192, 8192, 8192), (8192, 4096, 4096), (8192, 14336, 4096)]),
+    "small": dict(rows=1024, d=1024, ffn=3584, heads=16, kv_heads=4, head_dim=64, seq=512,
+                  vocab=32000, lp_rows=256, adamw=1 << 22,
+                  gemm=[(1024, 1024, 1024), (1024, 3584, 1024)]),
+    "tiny": dict(rows=16, d=64, ffn=176, heads=4, kv_heads=2, head_dim=16, seq=16, vocab=512,
+                 lp_rows=8, adamw=4096, gemm=[(16, 64, 64)]),
+}
 
 
-class Rows:
-    def __init__(self):
-        self.copy_gbs = 1.0
+class Bench:
+    def __init__(self, dev, reps, as_json):
+        self.dev, self.reps, self.json = dev, reps, as_json
+        self.copy_bps = None
+        self.gen = torch.Generator(device="cpu").manual_seed(0x5EED)
 
-    def bytes(self, name, shape, ms, nbytes):
-        gbs = nbytes / ms / 1e6
-        print(f"bench torch   | {name:<22} | {shape:<28} | {ms:>9.4f} ms | {gbs:>8.1f} GB/s | "
-              f"{100 * gbs / self.copy_gbs:>5.1f}% of copy", flush=True)
+    def rand(self, shape, dtype, a=1.0):
+        t = (torch.rand(shape, generator=self.gen) * 2 - 1) * a
+        return t.to(device=self.dev, dtype=dtype)
 
-    def flops(self, name, shape, ms, flops):
-        print(f"bench torch   | {name:<22} | {shape:<28} | {ms:>9.4f} ms | {flops / ms / 1e9:>8.1f} TFLOP/s",
-              flush=True)
+    def ids(self, n, below):
+        return torch.randint(0, below, (n,), generator=self.gen).to(self.dev)
+
+    def sync(self):
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+
+    def time(self, f):
+        f()
+        self.sync()
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(self.reps):
+                f()
+            self.sync()
+            best = min(best, (time.perf_counter() - t0) / self.reps)
+        return best
+
+    def row(self, name, shape, s, rate, unit, ceiling):
+        pct = None if ceiling is None else 100.0 * rate / ceiling
+        if self.json:
+            print(json.dumps(dict(bench="kernels", impl="torch", device=str(self.dev), name=name,
+                                  shape=shape, ms=s * 1e3, rate=rate, unit=unit,
+                                  ceiling=ceiling, pct_of_ceiling=pct)))
+            return
+        c = "%9s" % "-" if ceiling is None else "%9.1f" % ceiling
+        p = "%6s" % "-" if pct is None else "%5.1f%%" % pct
+        print("bench kernels | %-20s | %-26s | %10.4f ms | %9.1f %-7s | ceiling %s | %s"
+              % (name, shape, s * 1e3, rate, unit, c, p))
+
+    def mem(self, name, shape, nbytes, f):
+        s = self.time(f)
+        self.row(name, shape, s, nbytes / s / 1e9, "GB/s", self.copy_bps / 1e9)
 
 
-def rand(*shape, dtype=torch.bfloat16, scale=1.0):
-    return ((torch.rand(*shape, device="cuda") * 2 - 1) * scale).to(dtype)
+def memory_bound(b, sh, dt, es):
+    r, d, f = sh["rows"], sh["d"], sh["ffn"]
+    rd = "%dx%d" % (r, d)
+    x = b.rand((r, d), dt, 2.0).requires_grad_()
+    w = b.rand((d,), dt).requires_grad_()
+    dy = b.rand((r, d), dt)
+    nbytes = 2 * r * d * es
+    with torch.no_grad():
+        b.mem("rmsnorm_fwd", rd, nbytes, lambda: F.rms_norm(x, (d,), w, 1e-5))
+    y = F.rms_norm(x, (d,), w, 1e-5)
+    b.mem("rmsnorm_bwd", rd, 1.5 * nbytes,
+          lambda: torch.autograd.grad(y, (x, w), dy, retain_graph=True))
+    del x, w, dy, y
+
+    h, hd = sh["heads"], sh["head_dim"]
+    toks = r * d // (h * hd)
+    q = b.rand((toks, h, hd), dt)
+    inv = 1.0 / (500000.0 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    ang = torch.outer(torch.arange(sh["seq"], dtype=torch.float32), inv)
+    cos = torch.cat([ang.cos(), ang.cos()], -1).to(b.dev)
+    sin = torch.cat([ang.sin(), ang.sin()], -1).to(b.dev)
+    pos = b.ids(toks, sh["seq"])
+
+    def rope():
+        c, s = cos[pos].unsqueeze(1).to(dt), sin[pos].unsqueeze(1).to(dt)
+        rot = torch.cat([-q[..., hd // 2:], q[..., : hd // 2]], -1)
+        q.copy_(q * c + rot * s)  # HF apply_rotary_pos_emb, written back in place
+
+    b.mem("rope (in place)", "%dx%dx%d" % (toks, h, hd), nbytes, rope)
+    del q
+
+    table = b.rand((sh["vocab"], d), dt)
+    ids = b.ids(r, sh["vocab"])
+    b.mem("embedding_fwd", rd, nbytes, lambda: F.embedding(ids, table))
+    del table
+
+    rf = "%dx%d" % (r, f)
+    g = b.rand((r, f), dt, 4.0).requires_grad_()
+    u = b.rand((r, f), dt, 2.0).requires_grad_()
+    nf = r * f * es
+    with torch.no_grad():
+        b.mem("swiglu_fwd", rf, 3 * nf, lambda: F.silu(g) * u)
+    hout = F.silu(g) * u
+    dh = b.rand((r, f), dt)
+    b.mem("swiglu_bwd", rf, 5 * nf,
+          lambda: torch.autograd.grad(hout, (g, u), dh, retain_graph=True))
+    del g, u, hout, dh
+
+    lr, v = sh["lp_rows"], sh["vocab"]
+    logits = b.rand((lr, v), dt, 8.0).requires_grad_()
+    tg = b.ids(lr, v)
+    shape = "%dx%d" % (lr, v)
+    lv = lr * v * es
+
+    def logp_of(z):  # what TRL does: f32 log-softmax, then gather
+        return torch.log_softmax(z.float(), -1).gather(-1, tg[:, None]).squeeze(-1)
+
+    with torch.no_grad():
+        b.mem("logprobs_fwd", shape, lv, lambda: logp_of(logits))
+    lp = logp_of(logits)
+    g_lp = b.rand((lr,), torch.float32)
+    b.mem("logprobs_bwd", shape, 2 * lv,
+          lambda: torch.autograd.grad(lp, logits, g_lp, retain_graph=True))
+    del logits, lp
+
+    n = sh["adamw"]
+    big = b.rand((n,), torch.float32)
+    low = torch.empty(n, dtype=torch.bfloat16, device=b.dev)
+    b.mem("cast f32->bf16", str(n), 6 * n, lambda: low.copy_(big))
+    b.mem("sum_squares f32", str(n), 4 * n, lambda: torch.linalg.vector_norm(big))
+    p = torch.nn.Parameter(b.rand((n,), torch.float32, 0.02))
+    p.grad = b.rand((n,), torch.float32, 1e-3)
+    fused = b.dev.type == "cuda"
+    opt = torch.optim.AdamW([p], lr=1e-3, weight_decay=0.01, fused=fused)
+    b.mem("adamw f32", str(n), 28 * n, opt.step)
+
+    def step_and_copy():
+        opt.step()
+        low.copy_(p.detach())
+
+    b.mem("adamw f32+bf16 copy", str(n), 30 * n, step_and_copy)
 
 
-def rmsnorm(x, w, eps=1e-5):
-    # Hugging Face LlamaRMSNorm.
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return w * xf.to(x.dtype)
+def attention(b, sh, dt):
+    t, h, kv, hd = sh["seq"], sh["heads"], sh["kv_heads"], sh["head_dim"]
+    shape = "1x%dx%d/%dx%d causal" % (t, h, kv, hd)
+    flops = 2.0 * h * t * t * hd
+    # [B, H, T, D] as SDPA wants it.
+    q = b.rand((1, h, t, hd), dt).requires_grad_()
+    k = b.rand((1, kv, t, hd), dt).requires_grad_()
+    v = b.rand((1, kv, t, hd), dt).requires_grad_()
+    mask = torch.full((t, t), float("-inf"), device=b.dev).triu(1).to(dt)
+
+    def eager(q, k, v):
+        kk = k.repeat_interleave(h // kv, 1)
+        vv = v.repeat_interleave(h // kv, 1)
+        s = q @ kk.transpose(-1, -2) / math.sqrt(hd) + mask
+        return torch.softmax(s.float(), -1).to(dt) @ vv
+
+    def sdpa(q, k, v):
+        kk = k.repeat_interleave(h // kv, 1)
+        vv = v.repeat_interleave(h // kv, 1)
+        return F.scaled_dot_product_attention(q, kk, vv, is_causal=True)
+
+    for name, fn in (("eager", eager), ("sdpa", sdpa)):
+        with torch.no_grad():
+            s = b.time(lambda: fn(q, k, v))
+        b.row("attention_fwd " + name, shape, s, flops / s / 1e12, "TFLOP/s", None)
+        out = fn(q, k, v)
+        dout = b.rand(out.shape, dt)
+        s = b.time(lambda: torch.autograd.grad(out, (q, k, v), dout, retain_graph=True))
+        b.row("attention_bwd " + name, shape, s, 2.5 * flops / s / 1e12, "TFLOP/s", None)
+        del out
 
 
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+def gemm(b, sh, dt):
+    for m, n, k in sh["gemm"]:
+        x = b.rand((m, k), dt)
+        w = b.rand((n, k), dt)
+        out = torch.empty((m, n), dtype=dt, device=b.dev)
+        flops = 2.0 * m * n * k
+        s = b.time(lambda: torch.matmul(x, w.t(), out=out))
+        b.row("matmul x@W^T", "%dx%dx%d" % (m, n, k), s, flops / s / 1e12, "TFLOP/s", None)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("bench torch: skipped, no CUDA device")
-        return
-    div = 8 if args.quick else 1
-    reps = args.reps
-    r = Rows()
-    print(f"bench torch   | device {torch.cuda.get_device_name()} | torch {torch.__version__} | cuda {torch.version.cuda}")
-
-    n = (1 << 28) // div
-    src, dst = rand(n, dtype=torch.float32), rand(n, dtype=torch.float32)
-    ms = timed(lambda: dst.copy_(src), reps)
-    r.copy_gbs = 8 * n / ms / 1e6
-    r.bytes("copy (ceiling)", f"{n} f32", ms, 8 * n)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size")
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    size = a.size or ("small" if dev.type == "cpu" else "full")
+    sh = SHAPES[size]
+    dt = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    es = 2 if a.dtype == "bf16" else 4
+    b = Bench(dev, a.reps, a.json)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    if not a.json:
+        print("bench kernels | torch %s on %s | size %s | dtype %s | best of 3 x %d calls"
+              % (torch.__version__, name, size, a.dtype, a.reps))
+    n = sh["rows"] * sh["ffn"]
+    src, dst = b.rand((n,), dt), torch.empty(n, dtype=dt, device=dev)
+    s = b.time(lambda: dst.copy_(src))
+    b.copy_bps = 2 * es * n / s
+    b.row("copy (ceiling)", str(n), s, b.copy_bps / 1e9, "GB/s", b.copy_bps / 1e9)
     del src, dst
-
-    tok, d, ffn, vocab = 8192 // div, 4096, 14336, 128256
-    x = rand(tok, d, scale=2.0).requires_grad_()
-    w = rand(d).requires_grad_()
-    dy = rand(tok, d)
-    ms = timed(lambda: rmsnorm(x, w), reps)
-    r.bytes("rmsnorm_fwd eager", f"{tok}x{d}", ms, 4 * tok * d)
-    ms = timed(lambda: F.rms_norm(x, (d,), w, 1e-5), reps)
-    r.bytes("rmsnorm_fwd F.rms_norm", f"{tok}x{d}", ms, 4 * tok * d)
-    y = rmsnorm(x, w)
-    ms = timed(lambda: torch.autograd.grad(y, (x, w), dy, retain_graph=True), reps)
-    r.bytes("rmsnorm_bwd eager", f"{tok}x{d}", ms, 6 * tok * d)
-
-    with torch.no_grad():
-        q = rand(tok, 32, 128)
-        inv = 1.0 / (500000.0 ** (torch.arange(0, 128, 2, device="cuda").float() / 128))
-        pos = torch.arange(tok, device="cuda").float()
-        emb = torch.cat([torch.outer(pos, inv)] * 2, dim=-1)
-        cos, sin = emb.cos()[:, None, :].bfloat16(), emb.sin()[:, None, :].bfloat16()
-        ms = timed(lambda: q * cos + rotate_half(q) * sin, reps)
-        r.bytes("rope_fwd eager", f"{tok}x32x128", ms, 4 * tok * d)
-
-        table = rand(vocab, d)
-        ids = (torch.arange(tok, device="cuda") * 7919) % vocab
-        ms = timed(lambda: F.embedding(ids, table), reps)
-        r.bytes("embedding_fwd", f"{tok}x{d}", ms, 4 * tok * d)
-        del table
-
-    g = rand(tok, ffn, scale=4.0).requires_grad_()
-    u = rand(tok, ffn, scale=2.0).requires_grad_()
-    ms = timed(lambda: F.silu(g) * u, reps)
-    r.bytes("swiglu_fwd eager", f"{tok}x{ffn}", ms, 6 * tok * ffn)
-    h = F.silu(g) * u
-    dh = rand(tok, ffn)
-    ms = timed(lambda: torch.autograd.grad(h, (g, u), dh, retain_graph=True), reps)
-    r.bytes("swiglu_bwd eager", f"{tok}x{ffn}", ms, 10 * tok * ffn)
-    del g, u, h, dh
-
-    rows = 2048 // div
-    logits = rand(rows, vocab, scale=8.0).requires_grad_()
-    targets = (torch.arange(rows, device="cuda") * 31) % vocab
-    ms = timed(lambda: F.cross_entropy(logits, targets, reduction="none"), reps)
-    r.bytes("logprobs_fwd (F.cross_entropy)", f"{rows}x{vocab}", ms, 2 * rows * vocab)
-    ms = timed(lambda: F.cross_entropy(logits.float(), targets, reduction="none"), reps)
-    r.bytes("logprobs_fwd f32 upcast", f"{rows}x{vocab}", ms, 2 * rows * vocab)
-    loss = F.cross_entropy(logits, targets, reduction="none")
-    gl = torch.rand(rows, device="cuda")
-    ms = timed(lambda: torch.autograd.grad(loss, logits, gl, retain_graph=True), reps)
-    r.bytes("logprobs_bwd (autograd)", f"{rows}x{vocab}", ms, 4 * rows * vocab)
-
-    with torch.no_grad():
-        srows = min(64, rows)
-        sl = logits[:srows].detach()
-
-        def top_p():
-            probs = torch.softmax(sl.float() / 0.7, dim=-1)
-            sp, si = probs.sort(dim=-1, descending=True)
-            keep = sp.cumsum(-1) - sp < 0.95
-            sp = sp * keep
-            pick = torch.multinomial(sp, 1)
-            return si.gather(-1, pick)
-
-        ms = timed(top_p, reps)
-        r.bytes("sample top-p", f"{srows}x{vocab}", ms, 2 * srows * vocab)
-    del logits, loss
-
-    with torch.no_grad():
-        n = (1 << 28) // div
-        xf = rand(n, dtype=torch.float32)
-        ms = timed(lambda: xf.to(torch.bfloat16), reps)
-        r.bytes("cast f32->bf16", f"{n}", ms, 6 * n)
-        ms = timed(lambda: torch.linalg.vector_norm(xf), reps)
-        r.bytes("global_norm f32", f"{n}", ms, 4 * n)
-        del xf
-
-    n = (1 << 26) // div
-    p = torch.nn.Parameter(rand(n, dtype=torch.float32))
-    p.grad = rand(n, dtype=torch.float32)
-    opt = torch.optim.AdamW([p], lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, fused=True)
-    ms = timed(opt.step, reps)
-    r.bytes("adamw fused (no copy)", f"{n}", ms, 28 * n)
-    del p, opt
-
-    with torch.no_grad():
-        t = 2048 // div
-        q = rand(1, 32, t, 128)
-        k = rand(1, 8, t, 128)
-        v = rand(1, 8, t, 128)
-        flops = 4 * 32 * t * t / 2 * 128
-        ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True), reps)
-        r.flops("attention_fwd SDPA", f"1x{t}x32/8x128 causal", ms, flops)
-        mask = torch.full((t, t), float("-inf"), device="cuda").triu(1)
-
-        def eager():
-            kk = k.repeat_interleave(4, dim=1)
-            vv = v.repeat_interleave(4, dim=1)
-            s = (q @ kk.transpose(-1, -2)).float() * 128 ** -0.5 + mask
-            return torch.softmax(s, -1).to(q.dtype) @ vv
-
-        ms = timed(eager, reps)
-        r.flops("attention_fwd eager", f"1x{t}x32/8x128 causal", ms, flops)
-
-        for m, n, k in [(8192 // div, 8192, 8192), (8192 // div, 4096, 4096), (8192 // div, 14336, 4096)]:
-            a = rand(m, k)
-            b = rand(n, k)
-            ms = timed(lambda: a @ b.T, reps)
-            r.flops("torch matmul bf16", f"{m}x{n}x{k} (B^T)", ms, 2 * m * n * k)
+    memory_bound(b, sh, dt, es)
+    attention(b, sh, dt)
+    gemm(b, sh, dt)
 
 
 if __name__ == "__main__":
