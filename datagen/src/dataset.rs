@@ -40,13 +40,23 @@ impl DatasetWriter {
     }
 
     pub fn push(&mut self, inst: &Instance) -> Result<()> {
+        self.push_with(|w| w.push(inst))
+    }
+
+    /// Appends one record already serialised as an `Instance`'s JSON (see
+    /// `Miner::mine_repo_records`); the bytes are stored as given.
+    pub fn push_bytes(&mut self, record: &[u8]) -> Result<()> {
+        self.push_with(|w| w.push_bytes(record))
+    }
+
+    fn push_with(&mut self, put: impl FnOnce(&mut ShardWriter) -> Result<()>) -> Result<()> {
         if self.current.is_none() {
             let path = self.dir.join(format!("shard-{:05}.{SHARD_EXT}", self.next));
             self.next += 1;
             self.current = Some(ShardWriter::create(&path)?);
         }
         let w = self.current.as_mut().expect("just created");
-        w.push(inst)?;
+        put(w)?;
         if w.len() >= self.max_records || w.bytes() >= self.max_bytes {
             let done = self.current.take().expect("present").finish()?;
             self.written.push(done);

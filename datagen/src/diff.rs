@@ -107,13 +107,91 @@ pub fn file_patch(
     (out, counts)
 }
 
+/// Byte length of the first `n` lines of `text` (all of it if shorter).
+fn lines_len(text: &str, n: usize) -> usize {
+    text.split_inclusive('\n').take(n).map(str::len).sum()
+}
+
+/// Start of the last line of `t[..end]` (`end` > 0; a final line may lack its newline).
+fn last_line_start(t: &[u8], end: usize) -> usize {
+    t[..end - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+/// Bytes taken by the last `n` lines of `t`.
+fn tail_lines_len(t: &str, n: usize) -> usize {
+    let mut i = t.len();
+    for _ in 0..n {
+        if i == 0 {
+            break;
+        }
+        i = last_line_start(t.as_bytes(), i);
+    }
+    t.len() - i
+}
+
+/// Common leading and trailing whole lines of `a` and `b` (counts), never overlapping.
+fn common_lines(a: &str, b: &str) -> (usize, usize) {
+    let (mut pre_lines, mut pre_bytes) = (0, 0);
+    for (x, y) in a.split_inclusive('\n').zip(b.split_inclusive('\n')) {
+        if x != y || !x.ends_with('\n') {
+            break;
+        }
+        pre_lines += 1;
+        pre_bytes += x.len();
+    }
+    let (ra, rb) = (&a.as_bytes()[pre_bytes..], &b.as_bytes()[pre_bytes..]);
+    let mut suf_lines = 0;
+    let (mut ia, mut ib) = (ra.len(), rb.len());
+    while ia > 0 && ib > 0 {
+        let (sa, sb) = (last_line_start(ra, ia), last_line_start(rb, ib));
+        if ra[sa..ia] != rb[sb..ib] {
+            break;
+        }
+        suf_lines += 1;
+        ia = sa;
+        ib = sb;
+    }
+    (pre_lines, suf_lines)
+}
+
+/// `@@ -a,b +c,d @@` the way git (and similar) print ranges, shifted by `shift` lines.
+fn write_range(out: &mut String, r: std::ops::Range<usize>, shift: usize) {
+    let len = r.end - r.start;
+    let begin = r.start + shift + 1;
+    if len == 1 {
+        let _ = write!(out, "{begin}");
+    } else {
+        // An empty range names the line before it.
+        let _ = write!(out, "{},{len}", if len == 0 { begin - 1 } else { begin });
+    }
+}
+
+const CONTEXT: usize = 3;
+
 fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
+    // Diff only the changed middle plus context: tokenising whole files dominated the
+    // cost for small edits to large files. Hunks are unchanged apart from the line shift.
+    let (pre_lines, suf_lines) = common_lines(old, new);
+    let skip = pre_lines.saturating_sub(CONTEXT);
+    let skip_bytes = lines_len(old, skip);
+    let keep_suffix = suf_lines.saturating_sub(CONTEXT);
+    let old_mid = &old[skip_bytes..old.len() - tail_lines_len(old, keep_suffix)];
+    let new_mid = &new[skip_bytes..new.len() - tail_lines_len(new, keep_suffix)];
     let diff = TextDiff::configure()
         .algorithm(similar::Algorithm::Myers)
-        .diff_lines(old, new);
+        .diff_lines(old_mid, new_mid);
     let mut counts = LineCounts::default();
-    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
-        let _ = writeln!(out, "{}", hunk.header());
+    for hunk in diff.unified_diff().context_radius(CONTEXT).iter_hunks() {
+        let ops = hunk.ops();
+        let (first, last) = (ops[0], ops[ops.len() - 1]);
+        out.push_str("@@ -");
+        write_range(out, first.old_range().start..last.old_range().end, skip);
+        out.push_str(" +");
+        write_range(out, first.new_range().start..last.new_range().end, skip);
+        out.push_str(" @@\n");
         for change in hunk.iter_changes() {
             let (tag, line) = (change.tag(), change.value());
             match tag {
@@ -160,9 +238,14 @@ pub fn split_files(patch: &str) -> Vec<(&str, &str)> {
 /// removed: the same change re-indented, or landed at other line numbers in a fork, hashes
 /// the same. Line numbers and blob ids are left out on purpose.
 pub fn normalized_hash(patch: &str) -> u128 {
+    normalized_hash_of(&[patch])
+}
+
+/// `normalized_hash` of the concatenation of `parts`, each a whole number of lines.
+pub fn normalized_hash_of(parts: &[&str]) -> u128 {
     const PRIME: u128 = 0x0000000001000000000000000000013B;
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for line in patch.lines() {
+    for line in parts.iter().flat_map(|p| p.lines()) {
         let keep = line.starts_with('+') || line.starts_with('-');
         if !keep {
             continue;
@@ -404,6 +487,53 @@ mod apply_tests {
         round_trip("", "x\ny\n");
         round_trip("x\ny\n", "");
         round_trip(&base, &format!("top\n{base}bottom\n"));
+    }
+
+    #[test]
+    fn trimmed_diff_equals_whole_file_diff() {
+        // The reference: similar's own unified diff of the whole files.
+        let whole = |old: &str, new: &str| {
+            let d = TextDiff::configure()
+                .algorithm(similar::Algorithm::Myers)
+                .diff_lines(old, new);
+            let mut out = String::new();
+            for h in d.unified_diff().context_radius(3).iter_hunks() {
+                let _ = writeln!(out, "{}", h.header());
+                for c in h.iter_changes() {
+                    let sign = match c.tag() {
+                        ChangeTag::Delete => '-',
+                        ChangeTag::Insert => '+',
+                        ChangeTag::Equal => ' ',
+                    };
+                    out.push(sign);
+                    out.push_str(c.value());
+                    if !c.value().ends_with('\n') {
+                        out.push_str("\n\\ No newline at end of file\n");
+                    }
+                }
+            }
+            out
+        };
+        let base: String = (0..60).map(|i| format!("línea {i}\n")).collect();
+        let cases = [
+            (base.clone(), base.replace("línea 30\n", "x\n")),
+            (base.clone(), base.replace("línea 2\n", "")),
+            (base.clone(), base.replace("línea 57\n", "y\nz\n")),
+            (base.clone(), format!("{base}tail")),
+            (format!("{base}é"), format!("{base}è")),
+            (
+                base.clone(),
+                base.replace("línea 10\n", "a\n")
+                    .replace("línea 50\n", "b\n"),
+            ),
+            ("a\na\na\na\n".to_string(), "a\na\na\n".to_string()),
+            (String::new(), "only\n".to_string()),
+        ];
+        for (old, new) in &cases {
+            let mut out = String::new();
+            write_hunks(&mut out, old, new);
+            assert_eq!(out, whole(old, new), "old={old:?} new={new:?}");
+        }
     }
 
     #[test]

@@ -2,11 +2,16 @@
 //! unchanged subtrees by object id, merge bases and ranges. All git access of the miner
 //! goes through here.
 
+use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
 
 use gix::hash::ObjectId;
 use gix::objs::{Find, Kind};
 
+use crate::blobcache::{BlobCache, PackCache};
 use crate::error::{Error, Result};
 
 /// What a tree entry points at, reduced to what the miner cares about.
@@ -63,12 +68,116 @@ impl CommitInfo {
     }
 }
 
-/// A tree entry: name, is-a-tree, file entry (None for trees), object id.
-type TreeRow = (Vec<u8>, bool, Option<Entry>, ObjectId);
+/// A tree entry whose name lives in the tree's object buffer (`buf[start..end]`): parsing
+/// a tree allocates nothing per entry, which mattered in the profile.
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    start: usize,
+    end: usize,
+    is_tree: bool,
+    /// `None` for trees.
+    entry: Option<Entry>,
+    id: ObjectId,
+}
+
+impl Row {
+    fn name<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start..self.end]
+    }
+}
+
+/// A reusable object buffer and its parsed rows (one per level of a tree diff).
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    rows: Vec<Row>,
+}
+
+/// git's tree order: names compare bytewise, a tree's name as if it ended in `/`.
+fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> Ordering {
+    let n = a.len().min(b.len());
+    match a[..n].cmp(&b[..n]) {
+        Ordering::Equal => {
+            let ca = a.get(n).copied().or(a_tree.then_some(b'/'));
+            let cb = b.get(n).copied().or(b_tree.then_some(b'/'));
+            ca.cmp(&cb)
+        }
+        o => o,
+    }
+}
+
+/// Parses a raw tree (`<octal mode> <name>\0<id>`...) into `rows`, sorted in git's order
+/// (stored trees already are; a malformed one is sorted rather than trusted).
+fn parse_tree(id: &ObjectId, buf: &[u8], rows: &mut Vec<Row>) -> Result<()> {
+    let bad = |msg: &str| Error::Object {
+        id: id.to_string(),
+        op: "decode tree",
+        msg: msg.to_string(),
+    };
+    let hash_len = id.kind().len_in_bytes();
+    rows.clear();
+    let mut at = 0;
+    let mut sorted = true;
+    while at < buf.len() {
+        let sp = buf[at..]
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or_else(|| bad("entry without a mode"))?;
+        let mut mode = 0u32;
+        for &d in &buf[at..at + sp] {
+            if !(b'0'..=b'7').contains(&d) || sp > 7 || sp == 0 {
+                return Err(bad("mode is not octal"));
+            }
+            mode = mode * 8 + u32::from(d - b'0');
+        }
+        let start = at + sp + 1;
+        let nul = buf[start..]
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| bad("entry name not terminated"))?;
+        let end = start + nul;
+        let oid_at = end + 1;
+        let oid = buf
+            .get(oid_at..oid_at + hash_len)
+            .ok_or_else(|| bad("truncated object id"))?;
+        let oid = ObjectId::from_bytes_or_panic(oid);
+        let is_tree = mode & 0o170000 == 0o040000;
+        let kind = match mode & 0o170000 {
+            0o040000 => None,
+            0o160000 => Some(EntryKind::Submodule),
+            0o120000 => Some(EntryKind::Symlink),
+            _ if mode & 0o111 != 0 => Some(EntryKind::Executable),
+            _ => Some(EntryKind::File),
+        };
+        let row = Row {
+            start,
+            end,
+            is_tree,
+            entry: kind.map(|kind| Entry { id: oid, kind }),
+            id: oid,
+        };
+        if let Some(prev) = rows.last() {
+            sorted &=
+                git_order(prev.name(buf), prev.is_tree, row.name(buf), is_tree) == Ordering::Less;
+        }
+        rows.push(row);
+        at = oid_at + hash_len;
+    }
+    if !sorted {
+        rows.sort_by(|x, y| git_order(x.name(buf), x.is_tree, y.name(buf), y.is_tree));
+    }
+    Ok(())
+}
 
 pub struct Repo {
     repo: gix::Repository,
     pub path: PathBuf,
+    /// Buffers reused across tree reads (a `Repo` lives on one thread).
+    scratch: RefCell<Vec<Scratch>>,
+    /// Recently looked-up trees, most recent last.
+    trees: RefCell<Vec<(ObjectId, Rc<Scratch>)>>,
+    /// Blob contents shared with the other threads' handles, if any.
+    blobs: Option<Arc<BlobCache>>,
 }
 
 fn git_err(op: &'static str) -> impl Fn(gix::Error) -> Error {
@@ -95,6 +204,9 @@ impl Repo {
         Ok(Repo {
             repo,
             path: path.to_owned(),
+            scratch: RefCell::default(),
+            trees: RefCell::default(),
+            blobs: None,
         })
     }
 
@@ -109,7 +221,21 @@ impl Repo {
         Repo {
             repo,
             path: path.to_owned(),
+            scratch: RefCell::default(),
+            trees: RefCell::default(),
+            blobs: None,
         }
+    }
+
+    /// Reads blobs through `blobs` and resolves pack deltas through `pack`, both shared
+    /// with other threads' handles (see `blobcache`).
+    pub fn with_shared_caches(mut self, blobs: Arc<BlobCache>, pack: &PackCache) -> Repo {
+        let pack = pack.clone();
+        self.repo
+            .objects
+            .set_pack_cache(move || Box::new(pack.clone()));
+        self.blobs = Some(blobs);
+        self
     }
 
     /// `owner/name` from `remote.origin.url` when it looks like a hosted repository.
@@ -154,15 +280,22 @@ impl Repo {
     }
 
     pub fn commit(&self, id: ObjectId) -> Result<CommitInfo> {
-        let mut buf = Vec::new();
-        self.raw(&id, Kind::Commit, "read commit", &mut buf)?;
+        let mut pool = self.scratch.take();
+        let mut s = pool.pop().unwrap_or_default();
+        let r = self.decode_commit(id, &mut s.buf);
+        pool.push(s);
+        self.scratch.replace(pool);
+        r
+    }
+
+    fn decode_commit(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<CommitInfo> {
+        self.raw(&id, Kind::Commit, "read commit", buf)?;
         let bad = |msg: String| Error::Object {
             id: id.to_string(),
             op: "decode commit",
             msg,
         };
-        let c =
-            gix::objs::CommitRef::from_bytes(&buf, id.kind()).map_err(|e| bad(e.to_string()))?;
+        let c = gix::objs::CommitRef::from_bytes(buf, id.kind()).map_err(|e| bad(e.to_string()))?;
         let author = c.author().map_err(|e| bad(e.to_string()))?;
         let committer = c.committer().map_err(|e| bad(e.to_string()))?;
         Ok(CommitInfo {
@@ -178,54 +311,33 @@ impl Repo {
     }
 
     pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        if let Some(cache) = &self.blobs {
+            if let Some(data) = cache.get(&id) {
+                return Ok(data.to_vec());
+            }
+        }
         let mut buf = Vec::new();
         self.raw(&id, Kind::Blob, "read blob", &mut buf)?;
+        if let Some(cache) = &self.blobs {
+            cache.put(id, &buf);
+        }
         Ok(buf)
     }
 
-    fn tree_entries(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<Vec<TreeRow>> {
+    /// Reads tree `id` into `buf` and its entries into `rows`, in git's tree order.
+    fn read_tree(&self, id: ObjectId, buf: &mut Vec<u8>, rows: &mut Vec<Row>) -> Result<()> {
         self.raw(&id, Kind::Tree, "read tree", buf)?;
-        let tree = gix::objs::TreeRef::from_bytes(buf, id.kind()).map_err(|e| Error::Object {
-            id: id.to_string(),
-            op: "decode tree",
-            msg: e.to_string(),
-        })?;
-        let mut out: Vec<_> = tree
-            .entries
-            .iter()
-            .map(|e| {
-                let oid = e.oid.to_owned();
-                let is_tree = e.mode.is_tree();
-                let kind = if is_tree {
-                    None
-                } else if e.mode.is_commit() {
-                    Some(EntryKind::Submodule)
-                } else if e.mode.is_link() {
-                    Some(EntryKind::Symlink)
-                } else if e.mode.is_executable() {
-                    Some(EntryKind::Executable)
-                } else {
-                    Some(EntryKind::File)
-                };
-                (
-                    e.filename.to_vec(),
-                    is_tree,
-                    kind.map(|kind| Entry { id: oid, kind }),
-                    oid,
-                )
-            })
-            .collect();
-        // Merge-join below needs one order for both sides; do not trust the stored order.
-        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        Ok(out)
+        parse_tree(&id, buf, rows)
     }
 
     /// Paths that differ between two trees (`None` = the empty tree). Subtrees with equal
     /// ids are skipped without being read, which is what makes long histories cheap.
     pub fn diff_trees(&self, old: Option<ObjectId>, new: Option<ObjectId>) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        self.diff_rec(old, new, &mut Vec::new(), &mut out)?;
-        Ok(out)
+        let mut pool = self.scratch.take();
+        let r = self.diff_rec(old, new, &mut Vec::new(), &mut out, &mut pool);
+        self.scratch.replace(pool);
+        r.map(|()| out)
     }
 
     fn diff_rec(
@@ -234,50 +346,57 @@ impl Repo {
         new: Option<ObjectId>,
         prefix: &mut Vec<u8>,
         out: &mut Vec<Change>,
+        pool: &mut Vec<Scratch>,
     ) -> Result<()> {
         if old == new {
             return Ok(());
         }
-        let mut buf = Vec::new();
-        let a = match old {
-            Some(id) => self.tree_entries(id, &mut buf)?,
-            None => Vec::new(),
-        };
-        let b = match new {
-            Some(id) => self.tree_entries(id, &mut buf)?,
-            None => Vec::new(),
-        };
+        let mut sa = pool.pop().unwrap_or_default();
+        let mut sb = pool.pop().unwrap_or_default();
+        sa.rows.clear();
+        sb.rows.clear();
+        if let Some(id) = old {
+            self.read_tree(id, &mut sa.buf, &mut sa.rows)?;
+        }
+        if let Some(id) = new {
+            self.read_tree(id, &mut sb.buf, &mut sb.rows)?;
+        }
+        let (a, b) = (&sa.rows, &sb.rows);
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
             let ord = match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) => (&x.0, x.1).cmp(&(&y.0, y.1)),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                _ => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => {
+                    git_order(x.name(&sa.buf), x.is_tree, y.name(&sb.buf), y.is_tree)
+                }
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
             };
             let (x, y) = match ord {
-                std::cmp::Ordering::Less => {
+                Ordering::Less => {
                     i += 1;
-                    (Some(&a[i - 1]), None)
+                    (Some(a[i - 1]), None)
                 }
-                std::cmp::Ordering::Greater => {
+                Ordering::Greater => {
                     j += 1;
-                    (None, Some(&b[j - 1]))
+                    (None, Some(b[j - 1]))
                 }
-                std::cmp::Ordering::Equal => {
+                Ordering::Equal => {
                     i += 1;
                     j += 1;
-                    (Some(&a[i - 1]), Some(&b[j - 1]))
+                    (Some(a[i - 1]), Some(b[j - 1]))
                 }
             };
-            let name = &x.or(y).expect("one side present").0;
+            let (row, buf) = match x {
+                Some(r) => (r, &sa.buf),
+                None => (y.expect("one side present"), &sb.buf),
+            };
             let len = prefix.len();
-            prefix.extend_from_slice(name);
-            let is_tree = x.or(y).expect("one side present").1;
-            if is_tree {
+            prefix.extend_from_slice(row.name(buf));
+            if row.is_tree {
                 prefix.push(b'/');
-                self.diff_rec(x.map(|e| e.3), y.map(|e| e.3), prefix, out)?;
+                self.diff_rec(x.map(|e| e.id), y.map(|e| e.id), prefix, out, pool)?;
             } else {
-                let (old, new) = (x.and_then(|e| e.2), y.and_then(|e| e.2));
+                let (old, new) = (x.and_then(|e| e.entry), y.and_then(|e| e.entry));
                 if old != new {
                     out.push(Change {
                         old_path: prefix.clone(),
@@ -289,50 +408,80 @@ impl Repo {
             }
             prefix.truncate(len);
         }
+        pool.push(sa);
+        pool.push(sb);
         Ok(())
     }
 
-    /// The entry at `path` in `tree`, if any.
-    pub fn entry_at(&self, tree: ObjectId, path: &[u8]) -> Result<Option<Entry>> {
+    /// Parsed tree `id`, from a small per-handle cache: the relevant-file search looks up
+    /// several paths in the same base tree and its directories.
+    fn cached_tree(&self, id: ObjectId) -> Result<Rc<Scratch>> {
+        const KEEP: usize = 16;
+        let mut trees = self.trees.borrow_mut();
+        if let Some(pos) = trees.iter().position(|(t, _)| *t == id) {
+            let hit = trees.remove(pos);
+            let s = hit.1.clone();
+            trees.push(hit);
+            return Ok(s);
+        }
+        let mut s = Scratch::default();
+        self.read_tree(id, &mut s.buf, &mut s.rows)?;
+        let s = Rc::new(s);
+        if trees.len() == KEEP {
+            trees.remove(0);
+        }
+        trees.push((id, s.clone()));
+        Ok(s)
+    }
+
+    /// Walks `parts` down from `tree`; the last part must be a tree when `want_tree`.
+    fn lookup(&self, tree: ObjectId, parts: &[&[u8]], want_tree: bool) -> Result<Option<Row>> {
         let mut cur = tree;
-        let mut buf = Vec::new();
-        let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
         for (n, part) in parts.iter().enumerate() {
-            let entries = self.tree_entries(cur, &mut buf)?;
+            let s = self.cached_tree(cur)?;
             let last = n + 1 == parts.len();
-            let hit = entries.iter().find(|e| e.0 == *part && e.1 != last);
+            let tree_wanted = !last || want_tree;
+            let hit = s
+                .rows
+                .iter()
+                .find(|r| r.is_tree == tree_wanted && r.name(&s.buf) == *part)
+                .copied();
             match hit {
-                Some(e) if last => return Ok(e.2),
-                Some(e) => cur = e.3,
+                Some(r) if last => return Ok(Some(r)),
+                Some(r) => cur = r.id,
                 None => return Ok(None),
             }
         }
         Ok(None)
     }
 
+    /// The entry at `path` in `tree`, if any.
+    pub fn entry_at(&self, tree: ObjectId, path: &[u8]) -> Result<Option<Entry>> {
+        let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+        Ok(self.lookup(tree, &parts, false)?.and_then(|r| r.entry))
+    }
+
     /// All file paths (not trees) directly inside directory `dir` (`""` = root) of `tree`.
     pub fn list_dir(&self, tree: ObjectId, dir: &[u8]) -> Result<Vec<(Vec<u8>, Entry)>> {
-        let mut cur = tree;
-        let mut buf = Vec::new();
-        if !dir.is_empty() {
-            for part in dir.split(|&b| b == b'/') {
-                let entries = self.tree_entries(cur, &mut buf)?;
-                match entries.iter().find(|e| e.0 == part && e.1) {
-                    Some(e) => cur = e.3,
-                    None => return Ok(Vec::new()),
-                }
+        let cur = if dir.is_empty() {
+            tree
+        } else {
+            let parts: Vec<&[u8]> = dir.split(|&b| b == b'/').collect();
+            match self.lookup(tree, &parts, true)? {
+                Some(r) => r.id,
+                None => return Ok(Vec::new()),
             }
-        }
-        let entries = self.tree_entries(cur, &mut buf)?;
-        Ok(entries
-            .into_iter()
-            .filter_map(|(name, _, entry, _)| {
-                let entry = entry?;
+        };
+        let s = self.cached_tree(cur)?;
+        Ok(s.rows
+            .iter()
+            .filter_map(|r| {
+                let entry = r.entry?;
                 let mut p = dir.to_vec();
                 if !p.is_empty() {
                     p.push(b'/');
                 }
-                p.extend_from_slice(&name);
+                p.extend_from_slice(r.name(&s.buf));
                 Some((p, entry))
             })
             .collect())

@@ -1,6 +1,7 @@
 //! SWE-RL data: git histories (and GH Archive event dumps) turned into filtered,
 //! deduplicated, memory-mapped training instances.
 
+pub mod blobcache;
 pub mod dataset;
 pub mod diff;
 pub mod error;

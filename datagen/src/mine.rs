@@ -1,13 +1,16 @@
-//! One pass over a repository's history: a sequential walk finds units of change and keeps
-//! the co-change window; batches of units are extracted in parallel; filtering, dedup and
-//! enrichment happen in order, so output is deterministic for any `jobs`.
+//! One pass over a repository's history, as a pipeline: this thread walks history (finding
+//! units of change and keeping the co-change window) while `jobs` worker threads extract,
+//! enrich and serialise batches of units; results are deduplicated and handed on in walk
+//! order, so output is identical for any `jobs`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 
 use gix::hash::ObjectId;
-use rayon::prelude::*;
 
+use crate::blobcache::{BlobCache, PackCache};
 use crate::events::Events;
 use crate::filter::{FilterConfig, Reject, Report};
 use crate::git::{CommitInfo, Repo};
@@ -23,7 +26,7 @@ pub struct MineOptions {
     pub filter: FilterConfig,
     /// Change sets remembered for co-change scoring.
     pub window: usize,
-    /// Units extracted per parallel batch (bounds memory).
+    /// Units per batch handed to a worker (with the queue depth, bounds memory).
     pub batch: usize,
 }
 
@@ -34,14 +37,13 @@ impl Default for MineOptions {
             jobs: 1,
             filter: FilterConfig::default(),
             window: 2000,
-            batch: 256,
+            batch: 64,
         }
     }
 }
 
 pub struct Miner {
     opts: MineOptions,
-    pool: rayon::ThreadPool,
     seen: HashSet<u128>,
     events: Option<Events>,
     pub report: Report,
@@ -79,13 +81,6 @@ fn split_message(msg: &str) -> (String, String) {
 
 impl Miner {
     pub fn new(opts: MineOptions, events: Option<Events>) -> Result<Miner> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.jobs.max(1))
-            .build()
-            .map_err(|e| Error::Git {
-                op: "start worker threads",
-                msg: e.to_string(),
-            })?;
         let mut report = Report::default();
         if let Some(ev) = &events {
             report.events_read = ev.read;
@@ -93,7 +88,6 @@ impl Miner {
         }
         Ok(Miner {
             opts,
-            pool,
             seen: HashSet::new(),
             events,
             report,
@@ -101,7 +95,7 @@ impl Miner {
     }
 
     /// Mines one repository, handing each kept instance to `sink` and the running report
-    /// to `progress` after every batch.
+    /// to `progress` now and then.
     pub fn mine_repo(
         &mut self,
         path: &Path,
@@ -109,7 +103,50 @@ impl Miner {
         sink: &mut dyn FnMut(Instance) -> Result<()>,
         progress: &mut dyn FnMut(&Report),
     ) -> Result<()> {
-        let repo = Repo::open(path)?;
+        self.run(
+            path,
+            name,
+            false,
+            &mut |out| match out {
+                Output::Instance(i) => sink(*i),
+                Output::Json(_) => unreachable!("instances requested"),
+            },
+            progress,
+        )
+    }
+
+    /// Like `mine_repo`, but each kept instance arrives as its dataset record (the JSON
+    /// bytes `DatasetWriter::push_bytes` stores), serialised on the worker threads.
+    pub fn mine_repo_records(
+        &mut self,
+        path: &Path,
+        name: Option<&str>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+        progress: &mut dyn FnMut(&Report),
+    ) -> Result<()> {
+        self.run(
+            path,
+            name,
+            true,
+            &mut |out| match out {
+                Output::Json(b) => sink(&b),
+                Output::Instance(_) => unreachable!("records requested"),
+            },
+            progress,
+        )
+    }
+
+    fn run(
+        &mut self,
+        path: &Path,
+        name: Option<&str>,
+        json: bool,
+        sink: &mut dyn FnMut(Output) -> Result<()>,
+        progress: &mut dyn FnMut(&Report),
+    ) -> Result<()> {
+        let blobs = Arc::new(BlobCache::new(64 << 20));
+        let pack = PackCache::new(96 << 20);
+        let repo = Repo::open(path)?.with_shared_caches(blobs.clone(), &pack);
         let name = name.map(str::to_string).unwrap_or_else(|| repo_name(&repo));
         self.report.repos += 1;
         if self.opts.filter.is_contaminated(&name) {
@@ -126,33 +163,112 @@ impl Miner {
             self.first_parent_line(&repo, head)
         };
         let shared = repo.share();
-        // One repository handle per worker, kept for the whole run so object caches stay warm.
-        let workers: Vec<std::sync::Mutex<Repo>> = (0..self.pool.current_num_threads())
-            .map(|_| std::sync::Mutex::new(Repo::from_shared(&shared, path)))
-            .collect();
-        let mut last_tree: Option<(ObjectId, ObjectId)> = None;
-        let mut window = Window::new(self.opts.window);
-        let mut pending: Vec<Unit> = Vec::new();
-        for id in order {
-            self.report.commits_walked += 1;
-            if self.report.commits_walked.is_multiple_of(512) {
-                progress(&self.report);
+        let jobs = self.opts.jobs.max(1);
+        let cfg = self.opts.filter.clone();
+        let events = self.events.take();
+        let work = Work {
+            name: &name,
+            cfg: &cfg,
+            events: events.as_ref(),
+            json,
+        };
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Unit>)>(jobs * 2);
+        let work_rx = Mutex::new(work_rx);
+        let (done_tx, done_rx) = mpsc::channel::<(u64, Vec<Done>)>();
+        let r = std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                let (work_rx, done_tx, shared, work) = (&work_rx, done_tx.clone(), &shared, &work);
+                let (blobs, pack) = (blobs.clone(), &pack);
+                scope.spawn(move || {
+                    // One handle per worker for the whole run; its caches stay warm.
+                    let repo = Repo::from_shared(shared, path).with_shared_caches(blobs, pack);
+                    loop {
+                        let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((seq, units)) = next else { break };
+                        let out = units.iter().map(|u| work.process(&repo, u)).collect();
+                        if done_tx.send((seq, out)).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-            match self.visit(&repo, id, &mut window, &mut last_tree) {
-                Ok(Some(unit)) => pending.push(unit),
-                Ok(None) => {}
-                Err(_) => {
-                    self.report.units += 1;
-                    self.report.reject(Reject::CorruptObject);
+            drop(done_tx);
+            let mut ordered = Ordered::default();
+            let mut last_tree: Option<(ObjectId, ObjectId)> = None;
+            let mut window = Window::new(self.opts.window);
+            let mut pending: Vec<Unit> = Vec::new();
+            for id in order {
+                self.report.commits_walked += 1;
+                if self.report.commits_walked.is_multiple_of(512) {
+                    progress(&self.report);
+                }
+                match self.visit(&repo, id, &mut window, &mut last_tree) {
+                    Ok(Some(unit)) => pending.push(unit),
+                    Ok(None) => {}
+                    Err(_) => {
+                        self.report.units += 1;
+                        self.report.reject(Reject::CorruptObject);
+                    }
+                }
+                if pending.len() >= self.opts.batch {
+                    let batch = std::mem::take(&mut pending);
+                    ordered.send(&work_tx, batch)?;
+                    while let Ok(d) = done_rx.try_recv() {
+                        ordered.ready.insert(d.0, d.1);
+                    }
+                    self.write_ready(&mut ordered, sink)?;
                 }
             }
-            if pending.len() >= self.opts.batch {
-                self.flush(&workers, &name, &mut pending, sink)?;
-                progress(&self.report);
+            if !pending.is_empty() {
+                ordered.send(&work_tx, pending)?;
+            }
+            // Workers stop once the queue is drained and closed.
+            drop(work_tx);
+            for d in done_rx {
+                ordered.ready.insert(d.0, d.1);
+                self.write_ready(&mut ordered, sink)?;
+            }
+            if ordered.next_write != ordered.next_send {
+                return Err(Error::Git {
+                    op: "extract units",
+                    msg: "a worker thread stopped early".into(),
+                });
+            }
+            Ok(())
+        });
+        self.events = events;
+        progress(&self.report);
+        r
+    }
+
+    /// Hands on, in walk order, every batch whose turn has come.
+    fn write_ready(
+        &mut self,
+        ordered: &mut Ordered,
+        sink: &mut dyn FnMut(Output) -> Result<()>,
+    ) -> Result<()> {
+        while let Some(batch) = ordered.ready.remove(&ordered.next_write) {
+            ordered.next_write += 1;
+            for d in batch {
+                match d {
+                    Done::Kept {
+                        hash,
+                        enriched,
+                        out,
+                    } => {
+                        if !self.seen.insert(hash) {
+                            self.report.reject(Reject::Duplicate);
+                            continue;
+                        }
+                        self.report.prs_enriched += u64::from(enriched);
+                        self.report.kept += 1;
+                        sink(out)?;
+                    }
+                    Done::Rejected(why) => self.report.reject(why),
+                    Done::Failed(e) => return Err(e),
+                }
             }
         }
-        self.flush(&workers, &name, &mut pending, sink)?;
-        progress(&self.report);
         Ok(())
     }
 
@@ -288,45 +404,84 @@ impl Miner {
             cochange,
         })
     }
+}
 
-    fn flush(
-        &mut self,
-        workers: &[std::sync::Mutex<Repo>],
-        name: &str,
-        pending: &mut Vec<Unit>,
-        sink: &mut dyn FnMut(Instance) -> Result<()>,
-    ) -> Result<()> {
-        let cfg = &self.opts.filter;
-        let results: Vec<_> = self.pool.install(|| {
-            pending
-                .par_iter()
-                .map(|unit| {
-                    let i = rayon::current_thread_index().unwrap_or(0) % workers.len();
-                    let repo = workers[i].lock().unwrap_or_else(|e| e.into_inner());
-                    extract(&repo, name, unit, cfg)
-                })
-                .collect()
-        });
-        pending.clear();
-        for r in results {
-            match r {
-                Ok(mut ex) => {
-                    if !self.seen.insert(ex.patch_hash) {
-                        self.report.reject(Reject::Duplicate);
-                        continue;
-                    }
-                    if let Some(ev) = &self.events {
-                        if ev.enrich(&mut ex.instance, ex.first_commit_at, &ex.ref_text) {
-                            self.report.prs_enriched += 1;
-                        }
-                    }
-                    self.report.kept += 1;
-                    sink(ex.instance)?;
-                }
-                Err(Outcome::Reject(why)) => self.report.reject(why),
-                Err(Outcome::Corrupt(_)) => self.report.reject(Reject::CorruptObject),
-            }
-        }
+/// A kept instance as the caller asked for it.
+enum Output {
+    Instance(Box<Instance>),
+    Json(Vec<u8>),
+}
+
+/// A worker's verdict on one unit.
+enum Done {
+    Kept {
+        hash: u128,
+        enriched: bool,
+        out: Output,
+    },
+    Rejected(Reject),
+    Failed(Error),
+}
+
+/// Batch bookkeeping: sequence numbers sent, results waiting for their turn.
+#[derive(Default)]
+struct Ordered {
+    next_send: u64,
+    next_write: u64,
+    ready: BTreeMap<u64, Vec<Done>>,
+}
+
+impl Ordered {
+    fn send(&mut self, tx: &mpsc::SyncSender<(u64, Vec<Unit>)>, batch: Vec<Unit>) -> Result<()> {
+        tx.send((self.next_send, batch)).map_err(|_| Error::Git {
+            op: "extract units",
+            msg: "every worker thread stopped".into(),
+        })?;
+        self.next_send += 1;
         Ok(())
+    }
+}
+
+/// What the worker threads share (read-only).
+struct Work<'a> {
+    name: &'a str,
+    cfg: &'a FilterConfig,
+    events: Option<&'a Events>,
+    json: bool,
+}
+
+impl Work<'_> {
+    fn process(&self, repo: &Repo, unit: &Unit) -> Done {
+        // A panic inside gix on a damaged object must not take the run down with it.
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            extract(repo, self.name, unit, self.cfg)
+        }));
+        let mut ex = match r {
+            Ok(Ok(ex)) => ex,
+            Ok(Err(Outcome::Reject(why))) => return Done::Rejected(why),
+            Ok(Err(Outcome::Corrupt(_))) | Err(_) => return Done::Rejected(Reject::CorruptObject),
+        };
+        // Enriching a unit that later turns out to be a duplicate is wasted but harmless.
+        let enriched = self
+            .events
+            .is_some_and(|ev| ev.enrich(&mut ex.instance, ex.first_commit_at, &ex.ref_text));
+        let out = if self.json {
+            match serde_json::to_vec(&ex.instance) {
+                Ok(b) => Output::Json(b),
+                Err(e) => {
+                    return Done::Failed(Error::Git {
+                        op: "serialise instance",
+                        msg: format!("{}: {e}", ex.instance.id),
+                    })
+                }
+            }
+        } else {
+            Output::Instance(Box::new(ex.instance))
+        };
+        Done::Kept {
+            hash: ex.patch_hash,
+            enriched,
+            out,
+        }
     }
 }

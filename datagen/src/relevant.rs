@@ -135,13 +135,21 @@ impl Window {
                 *score.entry(*i).or_default() += 1;
             }
         }
-        let mut out: Vec<(Vec<u8>, u32)> = score
+        let mut ranked: Vec<(u32, u32)> = score.into_iter().collect();
+        let by_rank = |a: &(u32, u32), b: &(u32, u32)| {
+            b.1.cmp(&a.1)
+                .then_with(|| self.names[a.0 as usize].cmp(&self.names[b.0 as usize]))
+        };
+        // Only the best `n` are named (cloned); ranking all of them by reference is cheap.
+        if ranked.len() > n {
+            ranked.select_nth_unstable_by(n - 1, by_rank);
+            ranked.truncate(n);
+        }
+        ranked.sort_unstable_by(by_rank);
+        ranked
             .into_iter()
             .map(|(i, s)| (self.names[i as usize].clone(), s))
-            .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        out.truncate(n);
-        out
+            .collect()
     }
 }
 

@@ -58,10 +58,11 @@ pub fn noise_kind(path: &str) -> Option<&'static str> {
     if LOCK_FILES.contains(&name) || name.ends_with(".lock") {
         return Some("lock");
     }
-    if VENDOR_DIRS
-        .iter()
-        .any(|d| lower.starts_with(d) || lower.contains(&format!("/{d}")))
-    {
+    if VENDOR_DIRS.iter().any(|d| {
+        lower
+            .match_indices(d)
+            .any(|(i, _)| i == 0 || lower.as_bytes()[i - 1] == b'/')
+    }) {
         return Some("vendored");
     }
     if name.ends_with(".min.js")

@@ -215,12 +215,12 @@ pub fn extract(
     let mut oracle_new_content = BTreeMap::new();
     let mut all_noise = true;
     let mut modified = HashSet::new();
-    for p in &pairs {
+    for p in pairs {
         let (patch, counts) = diff::file_patch(side(&p.old), side(&p.new), p.similarity);
         stats.lines_added += counts.added;
         stats.lines_removed += counts.removed;
         stats.renames += usize::from(p.similarity.is_some());
-        let path = path_of(p);
+        let path = path_of(&p);
         for f in [&p.old, &p.new].into_iter().flatten() {
             modified.insert(f.path.clone().into_bytes());
         }
@@ -234,11 +234,12 @@ pub fn extract(
             all_noise = false;
         }
         oracle_patch.push_str(&patch);
-        if let Some(old) = &p.old {
-            code_context.insert(old.path.clone(), old.text.clone());
+        // Contents move into the instance: they are the bulk of its bytes.
+        if let Some(old) = p.old {
+            code_context.insert(old.path, old.text);
         }
-        if let Some(new) = &p.new {
-            oracle_new_content.insert(new.path.clone(), new.text.clone());
+        if let Some(new) = p.new {
+            oracle_new_content.insert(new.path, new.text);
         }
     }
     if oracle_patch.is_empty()
@@ -269,10 +270,13 @@ pub fn extract(
         }
         None => Vec::new(),
     };
-    for (rf, text) in &relevant_files {
-        code_context.insert(rf.path.clone(), text.clone());
-    }
-    let relevant_files: Vec<RelevantFile> = relevant_files.into_iter().map(|(rf, _)| rf).collect();
+    let relevant_files: Vec<RelevantFile> = relevant_files
+        .into_iter()
+        .map(|(rf, text)| {
+            code_context.insert(rf.path.clone(), text);
+            rf
+        })
+        .collect();
 
     let (owner_repo, suffix) = (
         repo_name.replace('/', "__"),
@@ -284,7 +288,7 @@ pub fn extract(
     let problem_statement = format!("{}\n\n{}", unit.title, unit.body)
         .trim()
         .to_string();
-    let patch_hash = diff::normalized_hash(&format!("{oracle_patch}{test_patch}"));
+    let patch_hash = diff::normalized_hash_of(&[&oracle_patch, &test_patch]);
     let instance = Instance {
         id: format!("{owner_repo}-{suffix}"),
         repo: repo_name.to_string(),

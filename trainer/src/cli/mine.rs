@@ -21,7 +21,8 @@ pub struct Args {
     /// Also mine every non-merge commit, not only merged PRs.
     #[arg(long)]
     pub all_commits: bool,
-    /// Worker threads for patch extraction (default: all cores).
+    /// Worker threads extracting and serialising instances, besides the thread walking
+    /// history (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// `owner/name` to record (single repository only; default: from `remote.origin.url`).
@@ -119,10 +120,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bar.tick();
         };
         miner
-            .mine_repo(
+            .mine_repo_records(
                 repo,
                 args.name.as_deref(),
-                &mut |inst| writer.push(&inst),
+                &mut |record| writer.push_bytes(record),
                 &mut progress,
             )
             .with_context(|| format!("mining {}", repo.display()))?;
