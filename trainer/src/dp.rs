@@ -9,7 +9,7 @@
 //! result (each element's sum is still taken in rank order).
 
 use model::LlamaParams;
-use runtime::comm::{CommError, Communicator};
+use runtime::comm::{CommError, Communicator, DistEnv, Rendezvous, TcpComm};
 use runtime::{DType, Tensor};
 
 /// PyTorch DDP's default bucket size: large enough that per-collective latency is amortised.
@@ -137,4 +137,144 @@ fn segments_from(
         len -= n;
     }
     segs
+}
+
+/// One rank's handle on a data-parallel group: its communicator plus the bytes it has moved
+/// (reported per step in the metrics).
+pub struct DataParallel {
+    comm: Box<dyn Communicator>,
+    /// Keeps the job's rendezvous (rank 0's store server) alive as long as the group.
+    _rendezvous: Option<Rendezvous>,
+    /// Bucket size of the gradient all-reduce.
+    pub bucket_bytes: usize,
+    bytes: usize,
+    collectives: usize,
+}
+
+impl DataParallel {
+    pub fn new(comm: Box<dyn Communicator>) -> Self {
+        DataParallel {
+            comm,
+            _rendezvous: None,
+            bucket_bytes: DEFAULT_BUCKET_BYTES,
+            bytes: 0,
+            collectives: 0,
+        }
+    }
+
+    /// The group of every process of a job launched with the torchrun environment
+    /// (`swerl launch`, torchrun, srun): TCP collectives on CPU, NCCL on `cuda:<LOCAL_RANK>`
+    /// with `cuda`. `Ok(None)` when the environment names no job (`RANK`/`WORLD_SIZE` unset).
+    pub fn from_env(cuda: bool) -> Result<Option<Self>, DpError> {
+        let Some(env) = DistEnv::from_env().map_err(CommError::from)? else {
+            return Ok(None);
+        };
+        let mut rv = Rendezvous::join(env)?;
+        let comm: Box<dyn Communicator> = if cuda {
+            nccl_comm(&mut rv)?
+        } else {
+            Box::new(TcpComm::from_rendezvous(&mut rv, "dp")?)
+        };
+        let mut dp = Self::new(comm);
+        dp._rendezvous = Some(rv);
+        Ok(Some(dp))
+    }
+
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.comm.world_size()
+    }
+
+    pub fn comm(&mut self) -> &mut dyn Communicator {
+        self.comm.as_mut()
+    }
+
+    /// This rank's contiguous share of `n` items (rank order, so concatenating the shards
+    /// gives back the single-rank order). `n` must divide evenly: every rank then runs the
+    /// same number of sequences and the collectives stay in lockstep.
+    pub fn shard(&self, n: usize) -> Result<std::ops::Range<usize>, DpError> {
+        let w = self.world_size();
+        if !n.is_multiple_of(w) {
+            return Err(DpError::Invalid(format!(
+                "{n} items do not split evenly over {w} data-parallel ranks"
+            )));
+        }
+        let k = n / w;
+        Ok(self.rank() * k..(self.rank() + 1) * k)
+    }
+
+    /// Every rank's `local` values concatenated in rank order (all ranks must pass the same
+    /// count). f64 travels as two f32 halves (high part + rounding remainder), so values come
+    /// back to within 2^-48 relative and integers below 2^48 exactly.
+    pub fn gather_f64(&mut self, local: &[f64]) -> Result<Vec<f64>, DpError> {
+        let w = self.world_size();
+        let mut split = Vec::with_capacity(2 * local.len());
+        for &x in local {
+            let hi = x as f32;
+            let lo = if hi.is_finite() {
+                (x - hi as f64) as f32
+            } else {
+                0.0
+            };
+            split.extend([hi, lo]);
+        }
+        let n = split.len();
+        let input = Tensor::from_vec(split, &[n])?;
+        let mut out = Tensor::zeros(&[w * n], DType::F32, &runtime::Device::Cpu)?;
+        self.comm.all_gather(&input, &mut out)?;
+        self.count(n * DType::F32.size_in_bytes());
+        Ok(out
+            .as_slice::<f32>()?
+            .chunks_exact(2)
+            .map(|p| p[0] as f64 + p[1] as f64)
+            .collect())
+    }
+
+    /// The sum over ranks of `local` (elementwise), taken in rank order in f64 on every rank.
+    pub fn sum_f64(&mut self, local: &[f64]) -> Result<Vec<f64>, DpError> {
+        let all = self.gather_f64(local)?;
+        let mut out = vec![0f64; local.len()];
+        for chunk in all.chunks_exact(local.len().max(1)) {
+            out.iter_mut().zip(chunk).for_each(|(o, x)| *o += x);
+        }
+        Ok(out)
+    }
+
+    /// Sums the gradients over ranks (callers pre-scale each rank's share).
+    pub fn sync_grads(&mut self, grads: &mut LlamaParams) -> Result<SyncStats, DpError> {
+        let st = all_reduce_grads_bucketed(self.comm.as_mut(), grads, false, self.bucket_bytes)?;
+        self.bytes += st.bytes;
+        self.collectives += st.collectives;
+        Ok(st)
+    }
+
+    fn count(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        self.collectives += 1;
+    }
+
+    /// (bytes this rank contributed, collectives) since the last call.
+    pub fn take_volume(&mut self) -> (usize, usize) {
+        let v = (self.bytes, self.collectives);
+        self.bytes = 0;
+        self.collectives = 0;
+        v
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn nccl_comm(rv: &mut Rendezvous) -> Result<Box<dyn Communicator>, DpError> {
+    Ok(Box::new(runtime::comm::NcclComm::from_rendezvous(
+        rv, "dp",
+    )?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn nccl_comm(_: &mut Rendezvous) -> Result<Box<dyn Communicator>, DpError> {
+    Err(DpError::Invalid(
+        "NCCL needs a build with `--features cuda`".into(),
+    ))
 }

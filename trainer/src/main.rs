@@ -42,6 +42,8 @@ enum Command {
     Quickstart(cli::quickstart::Args),
     /// Reward / loss / KL curves of a training run as SVG.
     Plot(cli::plot::Args),
+    /// Start one process per rank with the torchrun environment: `swerl launch --nproc N -- swerl train ...`.
+    Launch(cli::launch::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(a) => cli::train::run(a),
         Command::Quickstart(a) => cli::quickstart::run(a),
         Command::Plot(a) => cli::plot::run(a),
+        Command::Launch(a) => cli::launch::run(a),
     }
 }

@@ -21,6 +21,8 @@ pub enum Bench {
     Decode(DecodeArgs),
     /// Training step (forward + backward + AdamW) tokens/s and peak RSS.
     Train(TrainArgs),
+    /// All-reduce bus bandwidth over message sizes: in-process threads, TCP processes, NCCL.
+    Comm(super::bench_comm::CommArgs),
     /// Every op's time and GB/s or TFLOP/s next to the device's copy / cuBLASLt ceiling.
     Kernels(super::bench_kernels::KernelsArgs),
 }
@@ -69,6 +71,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     match a.what {
         Bench::Decode(d) => decode(d),
         Bench::Train(t) => train(t),
+        Bench::Comm(c) => super::bench_comm::run(c),
         Bench::Kernels(k) => super::bench_kernels::run(k),
     }
 }

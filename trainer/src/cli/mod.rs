@@ -1,8 +1,10 @@
 pub mod bench;
+pub mod bench_comm;
 pub mod bench_kernels;
 pub mod data;
 pub mod generate;
 pub mod info;
+pub mod launch;
 pub mod logprobs;
 pub mod mine;
 pub mod plan;

@@ -45,6 +45,15 @@ pub struct StepMetrics {
     pub generation_tokens_per_s: f64,
     pub training_tokens_per_s: f64,
     pub time_s: StepTimes,
+    /// Data-parallel ranks the step ran on (absent in single-process runs' older lines).
+    #[serde(default)]
+    pub dp_world: usize,
+    /// Bytes this rank sent into collectives during the step (gradient all-reduce buckets
+    /// plus the small reward/statistics gathers), and how many collectives that took.
+    #[serde(default)]
+    pub comm_bytes: usize,
+    #[serde(default)]
+    pub comm_collectives: usize,
 }
 
 fn rate(num: f64, secs: f64) -> f64 {
@@ -93,6 +102,9 @@ impl StepMetrics {
                 optimizer: t.optimizer,
                 total: total_s,
             },
+            dp_world: 1,
+            comm_bytes: 0,
+            comm_collectives: 0,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! loop with atomic checkpoints and exact resume, and per-step metrics.
 
 pub mod checkpoint;
+pub mod dp_step;
 pub mod metrics;
 pub mod oracle;
 pub mod policy;
@@ -38,6 +39,8 @@ pub enum TrainError {
     Data(#[from] datagen::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Dp(#[from] crate::dp::DpError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error("train: {0}")]

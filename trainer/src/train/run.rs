@@ -10,11 +10,13 @@ use model::Llama;
 use runtime::Rng;
 
 use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
+use super::dp_step::grpo_step_dp;
 use super::metrics::{MetricsWriter, StepMetrics};
 use super::policy::deep_copy;
 use super::step::{grpo_step, Learner, Reward, StepSettings};
 use super::{Result, TrainError};
 use crate::config::GrpoConfig;
+use crate::dp::DataParallel;
 
 /// A source of problems with a reward over the last batch it handed out.
 pub trait Task: Reward {
@@ -39,6 +41,8 @@ pub struct Trainer<T: Task> {
     settings: StepSettings,
     /// Where tokenizer files are copied from into checkpoints.
     side_files: Option<PathBuf>,
+    /// Data-parallel group; rank 0 alone writes metrics and checkpoints.
+    dp: Option<DataParallel>,
 }
 
 impl<T: Task> Trainer<T> {
@@ -64,6 +68,7 @@ impl<T: Task> Trainer<T> {
             settings,
             side_files,
             cfg,
+            dp: None,
         })
     }
 
@@ -106,7 +111,21 @@ impl<T: Task> Trainer<T> {
             settings,
             side_files,
             cfg,
+            dp: None,
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel group: every rank draws the same
+    /// problems and trains on its shard of them (see `dp_step`). Every rank must start from
+    /// the same weights and config.
+    pub fn with_dp(mut self, dp: DataParallel) -> Self {
+        self.dp = Some(dp);
+        self
+    }
+
+    /// True on the rank that writes metrics and checkpoints (rank 0, or no group).
+    pub fn is_main(&self) -> bool {
+        self.dp.as_ref().is_none_or(|d| d.rank() == 0)
     }
 
     /// Runs one step; returns its metrics line.
@@ -115,22 +134,38 @@ impl<T: Task> Trainer<T> {
         let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
         let seed = self.rng.next_u64();
         let lr = self.cfg.lr_at(self.step);
-        let report = grpo_step(
-            &mut self.learner,
-            &self.settings,
-            &prompts,
-            &self.task,
-            seed,
-            lr,
-        )?;
+        let report = match self.dp.as_mut() {
+            None => grpo_step(
+                &mut self.learner,
+                &self.settings,
+                &prompts,
+                &self.task,
+                seed,
+                lr,
+            )?,
+            Some(dp) => grpo_step_dp(
+                &mut self.learner,
+                &self.settings,
+                &prompts,
+                &self.task,
+                seed,
+                lr,
+                dp,
+            )?,
+        };
         self.step += 1;
-        Ok(StepMetrics::from_report(
+        let mut m = StepMetrics::from_report(
             self.step,
             lr,
             &report,
             self.task.skipped(),
             t0.elapsed().as_secs_f64(),
-        ))
+        );
+        if let Some(dp) = self.dp.as_mut() {
+            m.dp_world = dp.world_size();
+            (m.comm_bytes, m.comm_collectives) = dp.take_volume();
+        }
+        Ok(m)
     }
 
     /// Writes `checkpoint-<step>` under the output folder.
@@ -157,8 +192,12 @@ impl<T: Task> Trainer<T> {
 
     /// Trains until `cfg.steps`, writing metrics and checkpoints; `progress` shows a bar.
     pub fn run(&mut self, progress: bool) -> Result<Vec<StepMetrics>> {
-        let mut writer = MetricsWriter::open(&self.cfg.output_dir, self.step)?;
-        let bar = if progress {
+        let main = self.is_main();
+        let mut writer = match main {
+            true => Some(MetricsWriter::open(&self.cfg.output_dir, self.step)?),
+            false => None,
+        };
+        let bar = if progress && main {
             ProgressBar::new(self.cfg.steps as u64)
         } else {
             ProgressBar::hidden()
@@ -173,14 +212,18 @@ impl<T: Task> Trainer<T> {
         let mut all = Vec::new();
         while self.step < self.cfg.steps {
             let m = self.step_once()?;
-            writer.write(&m)?;
+            if let Some(w) = writer.as_mut() {
+                w.write(&m)?;
+            }
             bar.set_message(format!(
                 "reward {:.3} loss {:.4} kl {:.4} len {:.0}",
                 m.reward_mean, m.loss, m.kl, m.completion_length_mean
             ));
             bar.inc(1);
             let last = self.step == self.cfg.steps;
-            if last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps)) {
+            let due =
+                last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps));
+            if due && main {
                 self.save()?;
             }
             all.push(m);

@@ -12,6 +12,7 @@ use super::policy::{completion_logps, policy_backward, Sequence};
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::Result;
 use crate::config::GrpoConfig;
+use crate::dp::DataParallel;
 use crate::grpo::{compute_advantages, grpo_loss, LossConfig, ScaleRewards, TokenLogps};
 
 /// The reward of one completion.
@@ -157,6 +158,26 @@ pub fn train_on_rollouts(
     advantages: &[f64],
     lr: f64,
 ) -> Result<StepReport> {
+    train_on_rollouts_dp(learner, s, prompts, rollouts, advantages, lr, None)
+}
+
+/// [`train_on_rollouts`] on this rank's share of the rollouts: with `dp`, each rank's loss
+/// gradient is weighted by its share of the batch's normaliser and the gradients are summed
+/// across ranks before every optimizer step, so all replicas take the single-rank update;
+/// loss, KL and clip fraction are the whole batch's.
+pub fn train_on_rollouts_dp(
+    learner: &mut Learner,
+    s: &StepSettings,
+    prompts: &[Vec<u32>],
+    rollouts: &Rollouts,
+    advantages: &[f64],
+    lr: f64,
+    mut dp: Option<&mut DataParallel>,
+) -> Result<StepReport> {
+    let (w_loss, w_tok) = match dp.as_deref_mut() {
+        Some(dp) => super::dp_step::loss_weights(dp, s.loss.loss_type, rollouts)?,
+        None => (1.0, 1.0),
+    };
     let temperature = s.rollout.temperature;
     let width = rollouts.width;
     let seqs: Vec<Sequence<'_>> = rollouts
@@ -208,7 +229,11 @@ pub fn train_on_rollouts(
                 ref_logp: reference.as_deref(),
                 mask: &rollouts.mask,
             };
-            Ok(grpo_loss(&s.loss, &x, advantages)?.grad)
+            let mut g = grpo_loss(&s.loss, &x, advantages)?.grad;
+            if w_loss != 1.0 {
+                g.iter_mut().for_each(|v| *v = (*v as f64 * w_loss) as f32);
+            }
+            Ok(g)
         };
         let logp = policy_backward(
             &learner.model,
@@ -228,6 +253,9 @@ pub fn train_on_rollouts(
             mask: &rollouts.mask,
         };
         let out = grpo_loss(&s.loss, &x, advantages)?;
+        if let Some(dp) = dp.as_deref_mut() {
+            dp.sync_grads(&mut learner.grads)?;
+        }
         timings.backward += t0.elapsed().as_secs_f64();
 
         let t0 = Instant::now();
@@ -235,10 +263,14 @@ pub fn train_on_rollouts(
             .opt
             .step_with_lr(&mut learner.model, &learner.grads, lr as f32)?;
         timings.optimizer += t0.elapsed().as_secs_f64();
-        totals.0 += out.loss;
-        totals.1 += out.kl;
-        totals.2 += out.clip_fraction;
+        totals.0 += out.loss * w_loss;
+        totals.1 += out.kl * w_tok;
+        totals.2 += out.clip_fraction * w_tok;
         totals.3 += stats.grad_norm;
+    }
+    if let Some(dp) = dp {
+        let g = dp.sum_f64(&[totals.0, totals.1, totals.2])?;
+        (totals.0, totals.1, totals.2) = (g[0], g[1], g[2]);
     }
     let it = s.num_iterations as f64;
     let tokens: usize = seqs
