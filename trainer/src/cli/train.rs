@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use datagen::Dataset;
 use model::{Llama, Tokenizer};
+use runtime::comm::ThreadGroup;
 use trainer::config::GrpoConfig;
+use trainer::dp::DataParallel;
 use trainer::prompt::PromptTemplate;
 use trainer::train::{checkpoint, SweTask, Trainer};
 
@@ -20,6 +22,16 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Data-parallel ranks as threads of this process (CPU). Launched jobs (`swerl launch`,
+    /// torchrun, srun with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) run one rank per process.
+    #[arg(long, default_value_t = 1)]
+    dp: usize,
+    /// Tensor-parallel ranks.
+    #[arg(long, default_value_t = 1)]
+    tp: usize,
+    /// Collectives of a launched job: `tcp` (CPU) or `nccl` (a `--features cuda` build).
+    #[arg(long, default_value = "tcp")]
+    dist_backend: String,
     /// `--key value` overrides of config keys.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     overrides: Vec<String>,
@@ -27,6 +39,60 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = GrpoConfig::load(args.config.as_deref(), &args.overrides)?;
+    anyhow::ensure!(
+        args.tp == 1,
+        "--tp {}: tensor parallelism is not yet wired into `swerl train` (model::tp has it; use --tp 1)",
+        args.tp
+    );
+    anyhow::ensure!(args.dp >= 1, "--dp must be at least 1");
+    let cuda = match args.dist_backend.as_str() {
+        "tcp" => false,
+        "nccl" => true,
+        other => anyhow::bail!("unknown --dist-backend `{other}` (tcp, nccl)"),
+    };
+    if let Some(dp) = DataParallel::from_env(cuda)? {
+        anyhow::ensure!(
+            args.dp == 1,
+            "--dp {} with a launcher's RANK/WORLD_SIZE set: the launcher already starts one rank per process",
+            args.dp
+        );
+        return train_rank(&args, cfg, Some(dp));
+    }
+    if args.dp == 1 {
+        return train_rank(&args, cfg, None);
+    }
+    let comms = ThreadGroup::new(args.dp)?;
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .map(|c| {
+                let (args, cfg) = (&args, cfg.clone());
+                s.spawn(move || train_rank(args, cfg, Some(DataParallel::new(Box::new(c)))))
+            })
+            .collect();
+        hs.into_iter()
+            .enumerate()
+            .map(|(r, h)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("rank {r} panicked")))
+            })
+            .collect()
+    });
+    // Report the root cause: a rank that failed on its own, not one that saw a peer leave.
+    let mut errs: Vec<(usize, anyhow::Error)> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, x)| x.err().map(|e| (r, e)))
+        .collect();
+    errs.sort_by_key(|(_, e)| format!("{e:#}").contains("left the group"));
+    match errs.into_iter().next() {
+        Some((r, e)) => Err(e.context(format!("data-parallel rank {r}"))),
+        None => Ok(()),
+    }
+}
+
+/// One rank's run (the whole run without `dp`); rank 0 prints the summary.
+fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow::Result<()> {
     let resume = match args.resume.as_deref() {
         None => None,
         Some("latest") => Some(
@@ -60,7 +126,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Trainer::new(cfg, model, task, eos)?
         }
     };
+    if let Some(dp) = dp {
+        trainer = trainer.with_dp(dp);
+    }
     let metrics = trainer.run(!args.quiet)?;
+    if !trainer.is_main() {
+        return Ok(());
+    }
     if let Some(m) = metrics.last() {
         eprintln!(
             "step {}: reward {:.4} (min {:.3}, max {:.3}), format errors {:.1}%, loss {:.5}, kl {:.5}",
