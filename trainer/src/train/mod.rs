@@ -11,6 +11,8 @@ pub mod rollout;
 pub mod run;
 pub mod step;
 pub mod swe;
+pub mod tp_policy;
+pub mod tp_step;
 
 pub use run::{Task, Trainer};
 pub use step::{Learner, Reward, Scored, StepSettings};

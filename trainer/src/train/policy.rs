@@ -16,77 +16,57 @@ pub struct Sequence<'a> {
     pub completion: &'a [u32],
 }
 
-/// Forward state of one micro-batch, kept for its backward.
-struct Chunk {
-    ids: Tensor,
-    targets: Tensor,
-    acts: Activations,
-    /// `[B, T]` log-probs (0 off the completion).
-    logp: Tensor,
-    rows: Vec<usize>,
+/// The padded `[B, T]` ids and completion targets of some rows of a batch, and where each
+/// row's completion sits (shared by the single-process and tensor-parallel paths).
+pub(crate) struct Packed {
+    pub ids: Tensor,
+    pub targets: Tensor,
+    pub rows: Vec<usize>,
+    pub seq: usize,
     prompt_lens: Vec<usize>,
     completion_lens: Vec<usize>,
 }
 
-fn forward_chunk(
-    m: &Llama,
-    seqs: &[Sequence<'_>],
-    rows: Vec<usize>,
-    temperature: f32,
-) -> Result<Chunk> {
-    let t = rows
-        .iter()
-        .map(|&r| seqs[r].prompt.len() + seqs[r].completion.len())
-        .max()
-        .unwrap_or(0);
-    let b = rows.len();
-    let mut ids = vec![0i64; b * t];
-    let mut targets = vec![IGNORE; b * t];
-    for (i, &r) in rows.iter().enumerate() {
-        let s = seqs[r];
-        if s.prompt.is_empty() {
-            return Err(TrainError::Invalid(format!(
-                "sequence {r} has an empty prompt"
-            )));
+impl Packed {
+    pub fn new(seqs: &[Sequence<'_>], rows: Vec<usize>, device: &runtime::Device) -> Result<Self> {
+        let t = rows
+            .iter()
+            .map(|&r| seqs[r].prompt.len() + seqs[r].completion.len())
+            .max()
+            .unwrap_or(0);
+        let b = rows.len();
+        let mut ids = vec![0i64; b * t];
+        let mut targets = vec![IGNORE; b * t];
+        for (i, &r) in rows.iter().enumerate() {
+            let s = seqs[r];
+            if s.prompt.is_empty() {
+                return Err(TrainError::Invalid(format!(
+                    "sequence {r} has an empty prompt"
+                )));
+            }
+            let row = &mut ids[i * t..(i + 1) * t];
+            for (j, &x) in s.prompt.iter().chain(s.completion).enumerate() {
+                row[j] = x as i64;
+            }
+            // The logit at position p predicts token p + 1.
+            for (j, &x) in s.completion.iter().enumerate() {
+                targets[i * t + s.prompt.len() + j - 1] = x as i64;
+            }
         }
-        let row = &mut ids[i * t..(i + 1) * t];
-        for (j, &x) in s.prompt.iter().chain(s.completion).enumerate() {
-            row[j] = x as i64;
-        }
-        // The logit at position p predicts token p + 1.
-        for (j, &x) in s.completion.iter().enumerate() {
-            targets[i * t + s.prompt.len() + j - 1] = x as i64;
-        }
+        Ok(Packed {
+            ids: Tensor::from_vec(ids, &[b, t])?.to_device(device)?,
+            targets: Tensor::from_vec(targets, &[b, t])?.to_device(device)?,
+            prompt_lens: rows.iter().map(|&r| seqs[r].prompt.len()).collect(),
+            completion_lens: rows.iter().map(|&r| seqs[r].completion.len()).collect(),
+            rows,
+            seq: t,
+        })
     }
-    let ids = Tensor::from_vec(ids, &[b, t])?.to_device(&m.device)?;
-    let targets = Tensor::from_vec(targets, &[b, t])?.to_device(&m.device)?;
-    let mut acts = Activations::new(&m.config, b, t, false, &m.device)?;
-    m.forward(&ids, &mut acts)?;
-    let mut logp = Tensor::zeros(&[b, t], DType::F32, &m.device)?;
-    ops::token_logprobs_fwd(
-        &mut logp,
-        &mut acts.lse,
-        &acts.logits,
-        &targets,
-        temperature,
-        Some(IGNORE),
-    )?;
-    Ok(Chunk {
-        ids,
-        targets,
-        acts,
-        logp,
-        prompt_lens: rows.iter().map(|&r| seqs[r].prompt.len()).collect(),
-        completion_lens: rows.iter().map(|&r| seqs[r].completion.len()).collect(),
-        rows,
-    })
-}
 
-impl Chunk {
-    /// Copies this chunk's completion log-probs into the `[n, width]` layout.
-    fn scatter(&self, out: &mut [f32], width: usize) -> Result<()> {
-        let v = self.logp.to_f32_vec()?;
-        let t = self.acts.seq;
+    /// Copies the completion log-probs of `logp [B, T]` into the `[n, width]` layout.
+    pub fn scatter(&self, logp: &Tensor, out: &mut [f32], width: usize) -> Result<()> {
+        let v = logp.to_f32_vec()?;
+        let t = self.seq;
         for (i, &r) in self.rows.iter().enumerate() {
             let p = self.prompt_lens[i];
             for j in 0..self.completion_lens[i].min(width) {
@@ -97,8 +77,8 @@ impl Chunk {
     }
 
     /// `[B, T]` d loss / d logp from the `[n, width]` layout.
-    fn gather(&self, grad: &[f32], width: usize, device: &runtime::Device) -> Result<Tensor> {
-        let t = self.acts.seq;
+    pub fn gather(&self, grad: &[f32], width: usize, device: &runtime::Device) -> Result<Tensor> {
+        let t = self.seq;
         let mut d = vec![0f32; self.rows.len() * t];
         for (i, &r) in self.rows.iter().enumerate() {
             let p = self.prompt_lens[i];
@@ -110,7 +90,37 @@ impl Chunk {
     }
 }
 
-fn chunks(n: usize, micro: usize) -> impl Iterator<Item = Vec<usize>> {
+/// Forward state of one micro-batch, kept for its backward.
+struct Chunk {
+    packed: Packed,
+    acts: Activations,
+    /// `[B, T]` log-probs (0 off the completion).
+    logp: Tensor,
+}
+
+fn forward_chunk(
+    m: &Llama,
+    seqs: &[Sequence<'_>],
+    rows: Vec<usize>,
+    temperature: f32,
+) -> Result<Chunk> {
+    let packed = Packed::new(seqs, rows, &m.device)?;
+    let (b, t) = (packed.rows.len(), packed.seq);
+    let mut acts = Activations::new(&m.config, b, t, false, &m.device)?;
+    m.forward(&packed.ids, &mut acts)?;
+    let mut logp = Tensor::zeros(&[b, t], DType::F32, &m.device)?;
+    ops::token_logprobs_fwd(
+        &mut logp,
+        &mut acts.lse,
+        &acts.logits,
+        &packed.targets,
+        temperature,
+        Some(IGNORE),
+    )?;
+    Ok(Chunk { packed, acts, logp })
+}
+
+pub(crate) fn chunks(n: usize, micro: usize) -> impl Iterator<Item = Vec<usize>> {
     let micro = micro.max(1);
     (0..n.div_ceil(micro)).map(move |c| (c * micro..((c + 1) * micro).min(n)).collect())
 }
@@ -125,7 +135,8 @@ pub fn completion_logps(
 ) -> Result<Vec<f32>> {
     let mut out = vec![0f32; seqs.len() * width];
     for rows in chunks(seqs.len(), micro) {
-        forward_chunk(m, seqs, rows, temperature)?.scatter(&mut out, width)?;
+        let c = forward_chunk(m, seqs, rows, temperature)?;
+        c.packed.scatter(&c.logp, &mut out, width)?;
     }
     Ok(out)
 }
@@ -147,7 +158,7 @@ pub fn policy_backward(
     let mut logp = vec![0f32; seqs.len() * width];
     for rows in chunks(seqs.len(), micro) {
         let mut c = forward_chunk(m, seqs, rows, temperature)?;
-        c.scatter(&mut logp, width)?;
+        c.packed.scatter(&c.logp, &mut logp, width)?;
         let grad = grad_of(&logp)?;
         if grad.len() != logp.len() {
             return Err(TrainError::Invalid(format!(
@@ -156,18 +167,18 @@ pub fn policy_backward(
                 logp.len()
             )));
         }
-        let dlogp = c.gather(&grad, width, &m.device)?;
+        let dlogp = c.packed.gather(&grad, width, &m.device)?;
         let mut g = GradBuffers::new(&m.config, c.acts.batch, c.acts.seq, &m.device)?;
         ops::token_logprobs_bwd(
             &mut g.d_logits,
             &dlogp,
             &c.acts.logits,
             &c.acts.lse,
-            &c.targets,
+            &c.packed.targets,
             temperature,
             Some(IGNORE),
         )?;
-        m.backward_from_dlogits(&c.ids, &mut c.acts, grads, &mut g)?;
+        m.backward_from_dlogits(&c.packed.ids, &mut c.acts, grads, &mut g)?;
     }
     Ok(logp)
 }

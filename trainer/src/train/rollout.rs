@@ -85,6 +85,18 @@ pub fn generate(
     s: &RolloutSettings,
     seed: u64,
 ) -> Result<Rollouts> {
+    let (batch, problem_of, cfg) = requests(prompts, s, seed);
+    let raw = m.generate(&batch, &cfg)?;
+    Ok(Rollouts::from_completions(problem_of, raw, s))
+}
+
+/// The generation batch (`num_generations` copies of each prompt), each row's problem, and
+/// the sampling settings: what any policy (single-process or sharded) is asked to sample.
+pub(crate) fn requests(
+    prompts: &[Vec<u32>],
+    s: &RolloutSettings,
+    seed: u64,
+) -> (Vec<Vec<u32>>, Vec<usize>, GenerateConfig) {
     let mut batch = Vec::with_capacity(prompts.len() * s.num_generations);
     let mut problem_of = Vec::with_capacity(batch.capacity());
     for (i, p) in prompts.iter().enumerate() {
@@ -103,8 +115,7 @@ pub fn generate(
         seed,
         eos_token_ids: s.eos_token_ids.clone(),
     };
-    let raw = m.generate(&batch, &cfg)?;
-    Ok(Rollouts::from_completions(problem_of, raw, s))
+    (batch, problem_of, cfg)
 }
 
 #[cfg(test)]

@@ -1,0 +1,287 @@
+//! One GRPO step on a tensor-parallel rank, optionally inside a data-parallel group.
+//!
+//! A TP group acts as one policy: its ranks sample the same tokens (TP generation draws from
+//! the all-gathered last-position logits with one seeded RNG), score the same completions,
+//! and run the vocab-parallel log-prob forward and backward on their shards. After each
+//! backward the replicated K/V copies' gradients are summed over the TP group, the shard
+//! gradients are summed over the DP group (ranks with the same TP rank), every rank clips by
+//! the whole model's norm, and AdamW steps each shard. The problems are split over DP ranks
+//! exactly as in [`dp_step`](super::dp_step), with the same per-rank sampling seeds, so a
+//! `tp × dp` step equals a `1 × dp` step on the same rollouts.
+
+use std::time::Instant;
+
+use model::optim::AdamW;
+use model::tp::TpModel;
+use model::LlamaParams;
+use runtime::comm::Communicator;
+
+use super::dp_step::{loss_weights, rank_seed};
+use super::policy::Sequence;
+use super::rollout::{self, RolloutSettings, Rollouts};
+use super::step::{score_rollouts, Reward, Scored, StepReport, StepSettings, Timings};
+use super::tp_policy::{completion_logps, policy_backward};
+use super::Result;
+use crate::dp::DataParallel;
+use crate::grpo::{compute_advantages, grpo_loss, TokenLogps};
+
+/// A TP rank's training state: its shard, the optimizer over the shard, and the frozen
+/// reference's shard (held only when `beta != 0`).
+pub struct TpLearner {
+    pub model: TpModel,
+    pub opt: AdamW,
+    pub reference: Option<TpModel>,
+    grads: LlamaParams,
+}
+
+impl TpLearner {
+    pub fn new(model: TpModel, opt: AdamW, reference: Option<TpModel>) -> Result<Self> {
+        let grads = model.zero_grads()?;
+        Ok(TpLearner {
+            model,
+            opt,
+            reference,
+            grads,
+        })
+    }
+
+    /// This shard's gradients of the last step's last iteration (reduced over TP and DP).
+    pub fn grads(&self) -> &LlamaParams {
+        &self.grads
+    }
+}
+
+/// Rollouts of `prompts` sampled by the TP group (every rank gets the same tokens).
+pub fn generate(
+    m: &TpModel,
+    prompts: &[Vec<u32>],
+    s: &RolloutSettings,
+    seed: u64,
+    tp: &mut dyn Communicator,
+) -> Result<Rollouts> {
+    let (batch, problem_of, cfg) = rollout::requests(prompts, s, seed);
+    let raw = m.generate(&batch, &cfg, tp)?;
+    Ok(Rollouts::from_completions(problem_of, raw, s))
+}
+
+/// A shard of the step's problems scored with their step-wide indices.
+struct Offset<'a> {
+    inner: &'a dyn Reward,
+    by: usize,
+}
+
+impl Reward for Offset<'_> {
+    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
+        self.inner.score(problem + self.by, completion)
+    }
+}
+
+/// One GRPO step over `prompts` (the whole step's problems, the same on every rank); with
+/// `dp`, this rank's DP shard of them. The report covers the whole batch on every rank.
+#[allow(clippy::too_many_arguments)]
+pub fn grpo_step_tp(
+    learner: &mut TpLearner,
+    s: &StepSettings,
+    prompts: &[Vec<u32>],
+    reward: &dyn Reward,
+    seed: u64,
+    lr: f64,
+    tp: &mut dyn Communicator,
+    mut dp: Option<&mut DataParallel>,
+) -> Result<StepReport> {
+    let (range, seed) = match dp.as_deref() {
+        Some(d) => (d.shard(prompts.len())?, rank_seed(seed, d.rank())),
+        None => (0..prompts.len(), seed),
+    };
+    let local = &prompts[range.clone()];
+    let t0 = Instant::now();
+    let rollouts = generate(&learner.model, local, &s.rollout, seed, tp)?;
+    let generate_s = t0.elapsed().as_secs_f64();
+
+    let t0 = Instant::now();
+    let scored = score_rollouts(
+        &rollouts,
+        &Offset {
+            inner: reward,
+            by: range.start,
+        },
+    );
+    let reward_s = t0.elapsed().as_secs_f64();
+    let mine: Vec<f64> = scored.iter().map(|x| x.reward).collect();
+    let rewards = match dp.as_deref_mut() {
+        Some(d) => d.gather_f64(&mine)?,
+        None => mine.clone(),
+    };
+    let advantages = compute_advantages(&rewards, s.rollout.num_generations, s.scale_rewards)?;
+    let start = range.start * s.rollout.num_generations;
+    let adv = &advantages[start..start + mine.len()];
+
+    let mut report =
+        train_on_rollouts(learner, s, local, &rollouts, adv, lr, tp, dp.as_deref_mut())?;
+    let errors = scored.iter().filter(|x| x.format_error.is_some()).count();
+    report.format_errors = errors;
+    if let Some(d) = dp {
+        // Whole-batch rollout statistics, in single-rank order.
+        let lens: Vec<f64> = report.completion_lens.iter().map(|&l| l as f64).collect();
+        let counts = [
+            errors as f64,
+            report.truncated as f64,
+            report.generated_tokens as f64,
+            report.trained_tokens as f64,
+        ];
+        let all_lens = d.gather_f64(&lens)?;
+        let c = d.sum_f64(&counts)?;
+        report.completion_lens = all_lens.iter().map(|&l| l as usize).collect();
+        report.format_errors = c[0] as usize;
+        report.truncated = c[1] as usize;
+        report.generated_tokens = c[2] as usize;
+        report.trained_tokens = c[3] as usize;
+    }
+    report.rewards = rewards;
+    report.timings.generate = generate_s;
+    report.timings.reward = reward_s;
+    Ok(report)
+}
+
+/// `num_iterations` updates of the shard on given rollouts and their advantages; with `dp`,
+/// this rank's loss gradient is weighted by its share of the batch's normaliser and the loss,
+/// KL and clip fraction are the whole batch's.
+#[allow(clippy::too_many_arguments)]
+pub fn train_on_rollouts(
+    learner: &mut TpLearner,
+    s: &StepSettings,
+    prompts: &[Vec<u32>],
+    rollouts: &Rollouts,
+    advantages: &[f64],
+    lr: f64,
+    tp: &mut dyn Communicator,
+    mut dp: Option<&mut DataParallel>,
+) -> Result<StepReport> {
+    let (w_loss, w_tok) = match dp.as_deref_mut() {
+        Some(d) => loss_weights(d, s.loss.loss_type, rollouts)?,
+        None => (1.0, 1.0),
+    };
+    let temperature = s.rollout.temperature;
+    let width = rollouts.width;
+    let seqs: Vec<Sequence<'_>> = rollouts
+        .completions
+        .iter()
+        .zip(&rollouts.problem_of)
+        .map(|(c, &p)| Sequence {
+            prompt: &prompts[p],
+            completion: c,
+        })
+        .collect();
+    let mut timings = Timings::default();
+
+    let t0 = Instant::now();
+    let old = match s.num_iterations > 1 {
+        true => Some(completion_logps(
+            &learner.model,
+            &seqs,
+            width,
+            temperature,
+            s.micro_batch,
+            tp,
+        )?),
+        false => None,
+    };
+    let reference = match (&learner.reference, s.loss.beta != 0.0) {
+        (Some(r), true) => Some(completion_logps(
+            r,
+            &seqs,
+            width,
+            temperature,
+            s.micro_batch,
+            tp,
+        )?),
+        _ => None,
+    };
+    timings.logprobs = t0.elapsed().as_secs_f64();
+
+    let mut totals = [0f64; 4];
+    let n = seqs.len();
+    for _ in 0..s.num_iterations {
+        let t0 = Instant::now();
+        learner.grads.zero()?;
+        let mut grad_of = |logp: &[f32]| -> Result<Vec<f32>> {
+            let x = TokenLogps {
+                n_seq: n,
+                seq_len: width,
+                logp,
+                old_logp: old.as_deref(),
+                ref_logp: reference.as_deref(),
+                mask: &rollouts.mask,
+            };
+            let mut g = grpo_loss(&s.loss, &x, advantages)?.grad;
+            if w_loss != 1.0 {
+                g.iter_mut().for_each(|v| *v = (*v as f64 * w_loss) as f32);
+            }
+            Ok(g)
+        };
+        let logp = policy_backward(
+            &learner.model,
+            &seqs,
+            width,
+            temperature,
+            s.micro_batch,
+            &mut learner.grads,
+            &mut grad_of,
+            tp,
+        )?;
+        let x = TokenLogps {
+            n_seq: n,
+            seq_len: width,
+            logp: &logp,
+            old_logp: old.as_deref(),
+            ref_logp: reference.as_deref(),
+            mask: &rollouts.mask,
+        };
+        let out = grpo_loss(&s.loss, &x, advantages)?;
+        learner
+            .model
+            .reduce_replicated_grads(&mut learner.grads, tp)?;
+        if let Some(d) = dp.as_deref_mut() {
+            d.sync_grads(&mut learner.grads)?;
+        }
+        // After the DP sum every DP replica holds the same shard gradients, so the TP
+        // group's norm is the whole job's.
+        let norm = learner.model.grad_norm(&learner.grads, tp)?;
+        timings.backward += t0.elapsed().as_secs_f64();
+
+        let t0 = Instant::now();
+        let stats = learner.opt.step_with_norm(
+            &mut learner.model.local,
+            &learner.grads,
+            lr as f32,
+            norm,
+        )?;
+        timings.optimizer += t0.elapsed().as_secs_f64();
+        totals[0] += out.loss * w_loss;
+        totals[1] += out.kl * w_tok;
+        totals[2] += out.clip_fraction * w_tok;
+        totals[3] += stats.grad_norm;
+    }
+    if let Some(d) = dp {
+        let g = d.sum_f64(&totals[..3])?;
+        totals[..3].copy_from_slice(&g);
+    }
+    let it = s.num_iterations as f64;
+    let tokens: usize = seqs
+        .iter()
+        .map(|q| q.prompt.len() + q.completion.len())
+        .sum();
+    Ok(StepReport {
+        rewards: Vec::new(),
+        format_errors: 0,
+        completion_lens: rollouts.completions.iter().map(Vec::len).collect(),
+        truncated: rollouts.truncated.iter().filter(|&&t| t).count(),
+        loss: totals[0] / it,
+        kl: totals[1] / it,
+        clip_fraction: totals[2] / it,
+        grad_norm: totals[3] / it,
+        generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
+        trained_tokens: tokens * s.num_iterations,
+        timings,
+    })
+}
