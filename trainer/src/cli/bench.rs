@@ -23,6 +23,8 @@ pub enum Bench {
     Train(TrainArgs),
     /// All-reduce bus bandwidth over message sizes: in-process threads, TCP processes, NCCL.
     Comm(super::bench_comm::CommArgs),
+    /// One GRPO step split into generation / reward / log-probs / backward / optimizer.
+    Grpo(super::bench_grpo::GrpoArgs),
     /// Every op's time and GB/s or TFLOP/s next to the device's copy / cuBLASLt ceiling.
     Kernels(super::bench_kernels::KernelsArgs),
 }
@@ -72,6 +74,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Bench::Decode(d) => decode(d),
         Bench::Train(t) => train(t),
         Bench::Comm(c) => super::bench_comm::run(c),
+        Bench::Grpo(g) => super::bench_grpo::run(g),
         Bench::Kernels(k) => super::bench_kernels::run(k),
     }
 }

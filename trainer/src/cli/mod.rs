@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_comm;
+pub mod bench_grpo;
 pub mod bench_kernels;
 pub mod data;
 pub mod generate;
