@@ -334,10 +334,8 @@ impl Repo {
     /// ids are skipped without being read, which is what makes long histories cheap.
     pub fn diff_trees(&self, old: Option<ObjectId>, new: Option<ObjectId>) -> Result<Vec<Change>> {
         let mut out = Vec::new();
-        let mut pool = self.scratch.take();
-        let r = self.diff_rec(old, new, &mut Vec::new(), &mut out, &mut pool);
-        self.scratch.replace(pool);
-        r.map(|()| out)
+        self.diff_rec(old, new, &mut Vec::new(), &mut out)?;
+        Ok(out)
     }
 
     fn diff_rec(
@@ -346,21 +344,16 @@ impl Repo {
         new: Option<ObjectId>,
         prefix: &mut Vec<u8>,
         out: &mut Vec<Change>,
-        pool: &mut Vec<Scratch>,
     ) -> Result<()> {
         if old == new {
             return Ok(());
         }
-        let mut sa = pool.pop().unwrap_or_default();
-        let mut sb = pool.pop().unwrap_or_default();
-        sa.rows.clear();
-        sb.rows.clear();
-        if let Some(id) = old {
-            self.read_tree(id, &mut sa.buf, &mut sa.rows)?;
-        }
-        if let Some(id) = new {
-            self.read_tree(id, &mut sb.buf, &mut sb.rows)?;
-        }
+        // Walks diff each tree against its parent: one side was usually parsed just before.
+        let side = |id: Option<ObjectId>| match id {
+            Some(id) => self.cached_tree(id),
+            None => Ok(Rc::new(Scratch::default())),
+        };
+        let (sa, sb) = (side(old)?, side(new)?);
         let (a, b) = (&sa.rows, &sb.rows);
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
@@ -394,7 +387,7 @@ impl Repo {
             prefix.extend_from_slice(row.name(buf));
             if row.is_tree {
                 prefix.push(b'/');
-                self.diff_rec(x.map(|e| e.id), y.map(|e| e.id), prefix, out, pool)?;
+                self.diff_rec(x.map(|e| e.id), y.map(|e| e.id), prefix, out)?;
             } else {
                 let (old, new) = (x.and_then(|e| e.entry), y.and_then(|e| e.entry));
                 if old != new {
@@ -408,8 +401,6 @@ impl Repo {
             }
             prefix.truncate(len);
         }
-        pool.push(sa);
-        pool.push(sb);
         Ok(())
     }
 

@@ -466,8 +466,22 @@ impl Work<'_> {
             .events
             .is_some_and(|ev| ev.enrich(&mut ex.instance, ex.first_commit_at, &ex.ref_text));
         let out = if self.json {
-            match serde_json::to_vec(&ex.instance) {
-                Ok(b) => Output::Json(b),
+            // Sized up front: records are mostly file contents, and growing by doubling
+            // cost several reallocations per record.
+            let i = &ex.instance;
+            let guess = 1024
+                + [&i.oracle_patch, &i.test_patch, &i.body]
+                    .iter()
+                    .map(|s| s.len())
+                    .sum::<usize>()
+                + i.code_context
+                    .values()
+                    .chain(i.oracle_new_content.values())
+                    .map(String::len)
+                    .sum::<usize>();
+            let mut buf = Vec::with_capacity(guess + guess / 8);
+            match serde_json::to_writer(&mut buf, i) {
+                Ok(()) => Output::Json(buf),
                 Err(e) => {
                     return Done::Failed(Error::Git {
                         op: "serialise instance",

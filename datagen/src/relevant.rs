@@ -12,6 +12,7 @@
 //! Only text files that exist at the base commit, are not tests or noise and fit the size
 //! limit qualify. The window bounds memory by its length, not by the history.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use gix::hash::ObjectId;
@@ -186,26 +187,48 @@ fn stem(path: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
-/// Number of import-like lines of `text` that name `target` as a whole identifier.
-fn imports(text: &str, target: &str) -> u32 {
-    if target.is_empty() {
-        return 0;
-    }
-    text.lines()
-        .filter(|l| {
-            let t = l.trim_start();
-            let import_like = [
+/// For every identifier: the number of import-like lines of `text` naming it as a whole
+/// word. Built once per text; scoring each sibling by re-scanning both texts dominated
+/// the miner's profile.
+fn import_words(text: &str) -> HashMap<String, u32> {
+    let mut words: HashMap<String, u32> = HashMap::new();
+    let mut line_words: Vec<&str> = Vec::new();
+    // Searched per line only when the text has them at all (most texts have neither).
+    let calls = text.contains("require(") || text.contains("import(");
+    for l in text.lines() {
+        let t = l.trim_start();
+        let keyword_first = matches!(
+            t.as_bytes().first(),
+            Some(b'i' | b'f' | b'u' | b'm' | b'p' | b'#')
+        );
+        let import_like = keyword_first
+            && [
                 "import ", "from ", "use ", "mod ", "pub mod ", "pub use ", "#include",
             ]
             .iter()
             .any(|k| t.starts_with(k))
-                || t.contains("require(")
-                || t.contains("import(");
-            import_like
-                && t.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .any(|w| w == target)
-        })
-        .count() as u32
+            || calls && (t.contains("require(") || t.contains("import("));
+        if !import_like {
+            continue;
+        }
+        line_words.clear();
+        line_words.extend(
+            t.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty()),
+        );
+        line_words.sort_unstable();
+        line_words.dedup();
+        for w in &line_words {
+            *words.entry((*w).to_string()).or_default() += 1;
+        }
+    }
+    words
+}
+
+/// Number of import-like lines of `text` that name `target` as a whole identifier.
+#[cfg(test)]
+fn imports(text: &str, target: &str) -> u32 {
+    import_words(text).get(target).copied().unwrap_or(0)
 }
 
 /// The relevant files for one unit, with their content at the base commit.
@@ -242,23 +265,40 @@ pub fn choose(
     }
     let mut scored: Vec<(u32, String, String)> = Vec::new();
     let mut seen: HashSet<String> = out.iter().map(|(r, _)| r.path.clone()).collect();
+    // Siblings are shared by modified files in one directory: read and index each once.
+    type Sibling = Option<(String, String, HashMap<String, u32>)>;
+    let mut siblings_seen: HashMap<Vec<u8>, Sibling> = HashMap::new();
+    let count = |words: &HashMap<String, u32>, target: &str| -> u32 {
+        words.get(target).copied().unwrap_or(0)
+    };
     for (mpath, mtext) in code_context {
+        let mwords = import_words(mtext);
         let dir = mpath.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         let siblings = repo.list_dir(base_tree, dir.as_bytes())?;
         for (spath, _) in siblings.into_iter().take(200) {
             if modified.contains(&spath) {
                 continue;
             }
-            let Some((sp, stext)) = eligible(repo, base_tree, &spath, cfg)? else {
+            let sib = match siblings_seen.entry(spath) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    let found = eligible(repo, base_tree, v.key(), cfg)?.map(|(p, t)| {
+                        let w = import_words(&t);
+                        (p, t, w)
+                    });
+                    v.insert(found)
+                }
+            };
+            let Some((sp, stext, swords)) = sib else {
                 continue;
             };
-            if seen.contains(&sp) {
+            if seen.contains(sp.as_str()) {
                 continue;
             }
-            let score = imports(mtext, stem(&sp)) + imports(&stext, stem(mpath));
+            let score = count(&mwords, stem(sp)) + count(swords, stem(mpath));
             if score > 0 {
                 seen.insert(sp.clone());
-                scored.push((score, sp, stext));
+                scored.push((score, sp.clone(), stext.clone()));
             }
         }
     }
