@@ -59,6 +59,8 @@ pub struct QuickstartOptions {
     /// Longest oracle answer (tokens, with EOS) kept as a problem; also GRPO's
     /// `max_completion_length`.
     pub max_completion_length: usize,
+    /// Also warm up on a misindented copy of each oracle answer (see [`misindented`]).
+    pub flawed_demos: bool,
     pub seed: u64,
     pub progress: bool,
 }
@@ -69,15 +71,16 @@ impl QuickstartOptions {
         QuickstartOptions {
             repo,
             out,
-            vocab_size: 1024,
-            sft_steps: 60,
-            grpo_steps: 40,
-            per_step_problems: 4,
+            vocab_size: 2048,
+            sft_steps: 400,
+            grpo_steps: 30,
+            per_step_problems: 8,
             num_generations: 8,
-            temperature: 1.0,
-            learning_rate: 1e-3,
+            temperature: 0.7,
+            learning_rate: 5e-4,
             context_window: 2,
-            max_completion_length: 160,
+            max_completion_length: 256,
+            flawed_demos: true,
             seed: 0,
             progress: true,
         }
@@ -90,6 +93,8 @@ pub struct QuickstartReport {
     /// Instances with an oracle answer that fits: the SFT demos and the GRPO problems.
     pub demos: usize,
     pub sft_losses: Vec<f64>,
+    /// Misindented copies of oracle answers among the warm-up demonstrations.
+    pub flawed_demos: usize,
     /// Fraction of answers sampled after the warm-up that were well-formed.
     pub well_formed_after_sft: f64,
     /// Mean reward of each GRPO step.
@@ -239,6 +244,41 @@ pub fn init_model(tok: &Tokenizer, dir: &Path, seed: u64) -> Result<Llama> {
     Ok(m)
 }
 
+/// `answer` with the indentation of its SEARCH lines stripped (or, where none is indented,
+/// four spaces added): the whitespace slip the prompt warns about, which the reward scores -1
+/// (SEARCH text not found). `None` if the slip happens to still apply.
+///
+/// Warming up on these beside the oracle answers stands for imperfect demonstrations: the
+/// warmed-up policy writes both, and GRPO has to learn from the reward alone which to keep.
+pub fn misindented(answer: &str, inst: &Instance) -> Option<String> {
+    let mut out = Vec::new();
+    let mut in_search = false;
+    let indented = answer
+        .split('\n')
+        .skip_while(|l| *l != "<<<<<<< SEARCH")
+        .take_while(|l| *l != "=======")
+        .any(|l| l.starts_with([' ', '\t']));
+    for line in answer.split('\n') {
+        match line {
+            "<<<<<<< SEARCH" => in_search = true,
+            "=======" => in_search = false,
+            _ => {}
+        }
+        if in_search && line != "<<<<<<< SEARCH" && !line.is_empty() {
+            out.push(if indented {
+                line.trim_start().to_string()
+            } else {
+                format!("    {line}")
+            });
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    let bad = out.join("\n");
+    let r = calculate_search_replace_reward(&inst.code_context, &inst.oracle_new_content, &bad);
+    (bad != answer && r.format_error.is_some()).then_some(bad)
+}
+
 fn thought(inst: &Instance) -> String {
     let files: Vec<&str> = inst.oracle_new_content.keys().map(String::as_str).collect();
     format!("The change belongs in {}.", files.join(", "))
@@ -356,7 +396,7 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
     // The problems: instances whose prompt and oracle answer fit, written as the GRPO dataset.
     let mut demos = Vec::new();
     let mut kept = Vec::new();
-    let (mut long_prompt, mut long_answer) = (0, 0);
+    let (mut long_prompt, mut long_answer, mut flawed) = (0, 0, 0);
     let mut writer = DatasetWriter::create(&data_dir, 100_000, 1 << 30)?;
     for (inst, answer) in &found.usable {
         let Some(prompt) = probe.prompt(inst)? else {
@@ -369,10 +409,23 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
             long_answer += 1;
             continue;
         }
-        let mask = (0..prompt.len() + completion.len())
-            .map(|i| i >= prompt.len())
-            .collect();
-        demos.push(Example::new([prompt.clone(), completion].concat(), mask).map_err(sft_err)?);
+        let demo = |completion: Vec<u32>| {
+            let mask = (0..prompt.len() + completion.len())
+                .map(|i| i >= prompt.len())
+                .collect();
+            Example::new([prompt.clone(), completion].concat(), mask).map_err(sft_err)
+        };
+        demos.push(demo(completion)?);
+        if opts.flawed_demos {
+            if let Some(bad) = misindented(answer, inst) {
+                let mut completion = tok.encode(&bad, false)?;
+                completion.push(eos[0]);
+                if completion.len() <= opts.max_completion_length {
+                    demos.push(demo(completion)?);
+                    flawed += 1;
+                }
+            }
+        }
         kept.push((inst, prompt));
         writer.push(inst)?;
     }
@@ -386,8 +439,9 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
         )));
     }
     say(format!(
-        "{} problems ({} answers over {} tokens, {long_prompt} prompts too long); SFT warm-up, {} steps",
-        demos.len(),
+        "{} problems ({} answers over {} tokens, {long_prompt} prompts too long); SFT warm-up on \
+         their oracle answers and {flawed} misindented ones, up to {} steps",
+        kept.len(),
         long_answer,
         opts.max_completion_length,
         opts.sft_steps
@@ -429,7 +483,8 @@ pub fn run(opts: &QuickstartOptions) -> Result<QuickstartReport> {
     Ok(QuickstartReport {
         well_formed_after_sft: well_formed,
         instances: found.mined,
-        demos: demos.len(),
+        demos: kept.len(),
+        flawed_demos: flawed,
         sft_losses,
         rewards: metrics.iter().map(|m| m.reward_mean).collect(),
         format_error_rates: metrics.iter().map(|m| m.format_error_rate).collect(),
@@ -488,7 +543,7 @@ fn sft_warmup(
 ) -> Result<(Llama, Vec<f64>, f64)> {
     const BATCH: usize = 4;
     const PROBE_EVERY: usize = 10;
-    const WELL_FORMED_TARGET: f64 = 0.25;
+    const WELL_FORMED_TARGET: f64 = 0.4;
     let max_len = demos.iter().map(|d| d.ids.len()).max().unwrap_or(1);
     let sft_cfg = SftConfig {
         optim: OptimConfig {

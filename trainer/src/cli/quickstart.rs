@@ -14,30 +14,34 @@ pub struct Args {
     /// Output folder (data, tokenizer, checkpoints, metrics, plots, final model).
     #[arg(long, default_value = "swerl-quickstart")]
     out: PathBuf,
-    #[arg(long, default_value_t = 60)]
+    /// Most SFT warm-up steps (it stops earlier once sampled answers are often well-formed).
+    #[arg(long, default_value_t = 400)]
     sft_steps: usize,
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 30)]
     grpo_steps: usize,
     /// Problems per GRPO step.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     per_step_problems: usize,
     /// Samples per problem.
     #[arg(long, default_value_t = 8)]
     num_generations: usize,
     /// Sampling temperature of the GRPO rollouts.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.7)]
     temperature: f64,
     /// GRPO learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 5e-4)]
     learning_rate: f64,
     /// Lines shown either side of each change in the prompts.
     #[arg(long, default_value_t = 2)]
     context_window: usize,
     /// Longest oracle answer (tokens) kept as a problem; GRPO's max_completion_length.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 256)]
     max_completion_length: usize,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 2048)]
     vocab_size: usize,
+    /// Warm up on the oracle answers only (no misindented copies).
+    #[arg(long)]
+    no_flawed_demos: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// No progress output.
@@ -74,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         learning_rate: args.learning_rate,
         context_window: args.context_window,
         max_completion_length: args.max_completion_length,
+        flawed_demos: !args.no_flawed_demos,
         seed: args.seed,
         progress: !args.quiet,
         ..QuickstartOptions::new(repo, args.out)
@@ -97,9 +102,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             100.0 * f
         );
     }
-    let n = (r.rewards.len() / 4).max(1);
+    let n = (r.rewards.len() / 2).clamp(1, 5);
     let (before, after) = r.before_after(n);
-    println!("mean reward, first {n} steps: {before:+.4}; last {n} steps: {after:+.4}");
+    println!(
+        "SFT warm-up: {} steps, {:.0}% of sampled answers well-formed; {} misindented demos",
+        r.sft_losses.len(),
+        100.0 * r.well_formed_after_sft,
+        r.flawed_demos
+    );
+    println!(
+        "GRPO mean reward: first {n} steps {before:+.3}, last {n} steps {after:+.3} ({:+.3})",
+        after - before
+    );
     println!("reward curve: {}", r.run_dir.join("reward.svg").display());
     println!(
         "plots: {}/{{reward,loss,kl}}.svg; metrics: {}",
