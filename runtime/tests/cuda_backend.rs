@@ -170,6 +170,81 @@ fn rmsnorm_swiglu_embedding_match_cpu() {
 }
 
 #[test]
+fn layer_backwards_and_scale_inplace_match_cpu() {
+    if !have_gpu("layer_backwards_and_scale_inplace_match_cpu") {
+        return;
+    }
+    let mut r = rng("backwards");
+    for dtype in [DType::F32, DType::BF16] {
+        let (n, c, vocab) = (21, 80, 37);
+        let (x, w, dy) = (
+            rand(&[n, c], dtype, &mut r),
+            rand(&[c], dtype, &mut r),
+            rand(&[n, c], dtype, &mut r),
+        );
+        let (mut out, mut rstd) = (
+            Tensor::zeros(&[n, c], dtype, &Device::Cpu).unwrap(),
+            Tensor::zeros(&[n], DType::F32, &Device::Cpu).unwrap(),
+        );
+        ops::rmsnorm_fwd(&mut out, &mut rstd, &x, &w, 1e-5).unwrap();
+        for accumulate in [false, true] {
+            // dw always accumulates, dx when asked: both start from the same random prior.
+            let (dx0, dw0) = (rand(&[n, c], dtype, &mut r), rand(&[c], DType::F32, &mut r));
+            let (mut dx, mut dw) = (dx0.copy().unwrap(), dw0.copy().unwrap());
+            let mut gdx = if accumulate {
+                gpu(&dx0)
+            } else {
+                poisoned(&[n, c], dtype)
+            };
+            let mut gdw = gpu(&dw0);
+            ops::rmsnorm_bwd(&mut dx, &mut dw, &dy, &x, &w, &rstd, accumulate).unwrap();
+            ops::rmsnorm_bwd(
+                &mut gdx,
+                &mut gdw,
+                &gpu(&dy),
+                &gpu(&x),
+                &gpu(&w),
+                &gpu(&rstd),
+                accumulate,
+            )
+            .unwrap();
+            rel_err(
+                &format!("rmsnorm_bwd dx acc={accumulate}"),
+                &gdx,
+                &dx,
+                tol(dtype),
+            );
+            rel_err(&format!("rmsnorm_bwd dw acc={accumulate}"), &gdw, &dw, 1e-5);
+        }
+
+        let (gate, up) = (rand(&[n, c], dtype, &mut r), rand(&[n, c], dtype, &mut r));
+        let (mut dg, mut du) = (
+            Tensor::zeros(&[n, c], dtype, &Device::Cpu).unwrap(),
+            Tensor::zeros(&[n, c], dtype, &Device::Cpu).unwrap(),
+        );
+        let (mut gdg, mut gdu) = (poisoned(&[n, c], dtype), poisoned(&[n, c], dtype));
+        ops::swiglu_bwd(&mut dg, &mut du, &dy, &gate, &up).unwrap();
+        ops::swiglu_bwd(&mut gdg, &mut gdu, &gpu(&dy), &gpu(&gate), &gpu(&up)).unwrap();
+        rel_err("swiglu_bwd dgate", &gdg, &dg, tol(dtype));
+        rel_err("swiglu_bwd dup", &gdu, &du, tol(dtype));
+
+        // Repeated ids accumulate into one row; dtable starts from a random prior.
+        let ids: Vec<i64> = (0..n).map(|i| (i as u64 * 7 % 5) as i64 * 3).collect();
+        let ids = Tensor::from_vec(ids, &[n]).unwrap();
+        let t0 = rand(&[vocab, c], DType::F32, &mut r);
+        let (mut dt, mut gdt) = (t0.copy().unwrap(), gpu(&t0));
+        ops::embedding_bwd(&mut dt, &dy, &ids).unwrap();
+        ops::embedding_bwd(&mut gdt, &gpu(&dy), &gpu(&ids)).unwrap();
+        rel_err("embedding_bwd", &gdt, &dt, 1e-5);
+
+        let (mut y, mut gy) = (x.copy().unwrap(), gpu(&x));
+        ops::scale_inplace(&mut y, -0.37).unwrap();
+        ops::scale_inplace(&mut gy, -0.37).unwrap();
+        rel_err("scale_inplace", &gy, &y, tol(dtype));
+    }
+}
+
+#[test]
 fn matmul_matches_cpu_in_every_layout() {
     if !have_gpu("matmul_matches_cpu_in_every_layout") {
         return;

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use runtime::{ops, AdamWParams, AttentionParams, DType, Device, MatmulParams, Rng, Tensor};
 
 #[derive(clap::Args)]
@@ -248,7 +248,8 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<()> {
     if a.reps == 0 {
         bail!("--reps must be positive");
     }
-    let what = open(&dev).with_context(|| format!("--device {}", a.device))?;
+    // One line saying why, e.g. "--device cuda: ... no CUDA driver (libcuda.so not found)".
+    let what = open(&dev).map_err(|e| anyhow::anyhow!("--device {}: {e:#}", a.device))?;
     let es = match dt {
         DType::F32 => 4.0,
         _ => 2.0,
