@@ -202,7 +202,8 @@ mod tests {
         let (n_whole, whole) = text(None);
         let (n_win, win) = text(Some(2));
         assert!(whole.contains("v0 = 0\n") && whole.contains("v59 = 59"));
-        assert!(n_win < n_whole / 2, "{n_win} vs {n_whole}");
+        // 55 of the 60 lines are elided (the fixed instructions stay).
+        assert!(n_win + 300 < n_whole, "{n_win} vs {n_whole}");
         assert!(
             win.contains("### m.py\n...\nv28 = 28\nv29 = 29\nv30 = 30\nv31 = 31\nv32 = 32\n..."),
             "{win}"
