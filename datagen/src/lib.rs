@@ -10,6 +10,7 @@ pub mod filter;
 pub mod git;
 pub mod instance;
 pub mod mine;
+pub mod record;
 pub mod refs;
 pub mod relevant;
 pub mod rules;

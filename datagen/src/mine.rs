@@ -15,6 +15,7 @@ use crate::events::Events;
 use crate::filter::{FilterConfig, Reject, Report};
 use crate::git::{CommitInfo, Repo};
 use crate::instance::{Instance, UnitKind};
+use crate::record;
 use crate::relevant::Window;
 use crate::unit::{extract, Outcome, Unit};
 use crate::{refs, Error, Result};
@@ -265,7 +266,6 @@ impl Miner {
                         sink(out)?;
                     }
                     Done::Rejected(why) => self.report.reject(why),
-                    Done::Failed(e) => return Err(e),
                 }
             }
         }
@@ -420,7 +420,6 @@ enum Done {
         out: Output,
     },
     Rejected(Reject),
-    Failed(Error),
 }
 
 /// Batch bookkeeping: sequence numbers sent, results waiting for their turn.
@@ -480,15 +479,8 @@ impl Work<'_> {
                     .map(String::len)
                     .sum::<usize>();
             let mut buf = Vec::with_capacity(guess + guess / 8);
-            match serde_json::to_writer(&mut buf, i) {
-                Ok(()) => Output::Json(buf),
-                Err(e) => {
-                    return Done::Failed(Error::Git {
-                        op: "serialise instance",
-                        msg: format!("{}: {e}", ex.instance.id),
-                    })
-                }
-            }
+            record::write_instance(&mut buf, i);
+            Output::Json(buf)
         } else {
             Output::Instance(Box::new(ex.instance))
         };

@@ -110,10 +110,8 @@ impl ShardWriter {
     }
 
     pub fn push(&mut self, inst: &Instance) -> Result<()> {
-        let bytes = serde_json::to_vec(inst).map_err(|e| Error::Format {
-            path: self.path.clone(),
-            msg: format!("serialise {}: {e}", inst.id),
-        })?;
+        let mut bytes = Vec::new();
+        crate::record::write_instance(&mut bytes, inst);
         self.push_bytes(&bytes)
     }
 
