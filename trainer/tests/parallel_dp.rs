@@ -401,3 +401,80 @@ fn parallel_sft_dp2_step_equals_dp1() {
         close_after_adam(a, b, &format!("weights {k}"));
     }
 }
+
+/// Parity that fails to produce problems from its `fail_at`-th call on.
+struct Failing {
+    inner: Parity,
+    calls: usize,
+    fail_at: Option<usize>,
+}
+
+impl Reward for Failing {
+    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
+        self.inner.score(problem, completion)
+    }
+}
+
+impl Task for Failing {
+    fn next_problems(&mut self, n: usize) -> trainer::train::Result<Vec<Vec<u32>>> {
+        self.calls += 1;
+        if Some(self.calls) == self.fail_at {
+            return Err(trainer::train::TrainError::Invalid(
+                "data source broke".into(),
+            ));
+        }
+        self.inner.next_problems(n)
+    }
+    fn cursor(&self) -> serde_json::Value {
+        self.inner.cursor()
+    }
+    fn restore(&mut self, c: &serde_json::Value) -> trainer::train::Result<()> {
+        self.inner.restore(c)
+    }
+}
+
+#[test]
+fn parallel_a_failing_rank_makes_the_others_fail_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = init_model(dir.path());
+    let mut cfg = config(
+        &init,
+        &dir.path().join("o"),
+        LossType::Grpo,
+        ScaleRewards::Group,
+    );
+    cfg.steps = 3;
+    cfg.save_steps = 0;
+    let timeout = std::time::Duration::from_secs(30);
+    let t0 = std::time::Instant::now();
+    let errs: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = ThreadGroup::with_timeout(2, timeout)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .map(|(rank, comm)| {
+                let cfg = cfg.clone();
+                s.spawn(move || {
+                    let task = Failing {
+                        inner: Parity::default(),
+                        calls: 0,
+                        fail_at: (rank == 1).then_some(2),
+                    };
+                    let model = Llama::load(&cfg.model).unwrap();
+                    let mut t = Trainer::new(cfg, model, task, vec![EOS])
+                        .unwrap()
+                        .with_dp(DataParallel::new(Box::new(comm)));
+                    t.run(false).unwrap_err().to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(errs[1].contains("data source broke"), "{}", errs[1]);
+    assert!(
+        errs[0].contains("rank(s) [1] left the group"),
+        "{}",
+        errs[0]
+    );
+    assert!(t0.elapsed() < timeout, "took {:?}", t0.elapsed());
+}
