@@ -12,6 +12,7 @@ pub mod run;
 pub mod step;
 pub mod swe;
 pub mod tp_policy;
+pub mod tp_run;
 pub mod tp_step;
 
 pub use run::{Task, Trainer};

@@ -1,0 +1,345 @@
+//! The GRPO loop on a `tp × dp` mesh of ranks: rank `r` is TP rank `r % tp` of TP group
+//! `r / tp` and DP rank `r / tp` of DP group `r % tp`. Each rank holds its TP shard and steps
+//! it with [`grpo_step_tp`]; checkpoints gather the shards (weights and AdamW moments) into
+//! one Hugging Face folder that single-process runs (and any `tp`) can resume from.
+//!
+//! Limit: saving and resuming assemble full-size tensors on each rank of the saving group
+//! (as [`model::tp::load::save`] does), fine for CPU runs, not for a 70B model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use model::optim::AdamW;
+use model::tp::{gather, load::slice_params, CountingComm, Replicas, TpModel};
+use model::{Llama, LlamaParams, ModelError};
+use runtime::comm::{Communicator, ThreadGroup};
+use runtime::{DType, Rng};
+
+use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
+use super::metrics::{MetricsWriter, StepMetrics};
+use super::run::Task;
+use super::step::StepSettings;
+use super::tp_step::{grpo_step_tp, TpLearner};
+use super::{Result, TrainError};
+use crate::config::GrpoConfig;
+use crate::dp::DataParallel;
+
+/// One rank's communicators: its TP group's, and its DP group's when `dp > 1`.
+pub struct RankComms {
+    pub tp: Box<dyn Communicator>,
+    pub dp: Option<DataParallel>,
+}
+
+impl RankComms {
+    pub fn tp_rank(&self) -> usize {
+        self.tp.rank()
+    }
+
+    pub fn dp_rank(&self) -> usize {
+        self.dp.as_ref().map_or(0, DataParallel::rank)
+    }
+
+    /// The rank that writes metrics and checkpoints.
+    pub fn is_main(&self) -> bool {
+        self.tp_rank() == 0 && self.dp_rank() == 0
+    }
+}
+
+/// In-process communicators of a `tp × dp` mesh, indexed by global rank (`dp_rank * tp +
+/// tp_rank`): one thread group per TP group and one per DP group.
+pub fn thread_mesh(tp: usize, dp: usize) -> Result<Vec<RankComms>> {
+    if tp == 0 || dp == 0 {
+        return Err(TrainError::Invalid(format!(
+            "tp={tp} × dp={dp}: both degrees must be at least 1"
+        )));
+    }
+    let group = |n: usize| -> Result<Vec<Option<runtime::comm::ThreadComm>>> {
+        let g = ThreadGroup::new(n).map_err(ModelError::Comm)?;
+        Ok(g.into_iter().map(Some).collect())
+    };
+    let mut tp_groups = (0..dp).map(|_| group(tp)).collect::<Result<Vec<_>>>()?;
+    let mut dp_groups = (0..tp).map(|_| group(dp)).collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(tp * dp);
+    for r in 0..tp * dp {
+        let (t, d) = (r % tp, r / tp);
+        let tp_comm = tp_groups[d][t].take().expect("each slot taken once");
+        let dp_comm = dp_groups[t][d].take().expect("each slot taken once");
+        out.push(RankComms {
+            tp: Box::new(tp_comm),
+            dp: (dp > 1).then(|| DataParallel::new(Box::new(dp_comm))),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `f(rank, comms)` on one thread per rank of a `tp × dp` mesh; returns the results in
+/// rank order, or the first failure of a rank that failed on its own (not one that only saw
+/// a peer leave), naming the rank.
+pub fn run_mesh<T, F>(tp: usize, dp: usize, f: F) -> Result<Vec<T>>
+where
+    T: Send,
+    F: Fn(usize, RankComms) -> Result<T> + Sync,
+{
+    let comms = thread_mesh(tp, dp)?;
+    let results: Vec<Result<T>> = std::thread::scope(|s| {
+        let hs: Vec<_> = comms
+            .into_iter()
+            .enumerate()
+            .map(|(r, c)| {
+                let f = &f;
+                s.spawn(move || f(r, c))
+            })
+            .collect();
+        hs.into_iter()
+            .enumerate()
+            .map(|(r, h)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(TrainError::Invalid(format!("rank {r} panicked"))))
+            })
+            .collect()
+    });
+    let secondary = |e: &TrainError| e.to_string().contains("left the group");
+    let failed = results
+        .iter()
+        .position(|x| x.as_ref().is_err_and(|e| !secondary(e)))
+        .or_else(|| results.iter().position(Result::is_err));
+    if let Some(r) = failed {
+        let e = results.into_iter().nth(r).and_then(Result::err);
+        let e = e.expect("position found an error");
+        return Err(TrainError::Invalid(format!(
+            "rank {r} (tp rank {}, dp rank {}): {e}",
+            r % tp,
+            r / tp
+        )));
+    }
+    Ok(results.into_iter().map(|x| x.expect("no errors")).collect())
+}
+
+/// A GRPO run on one rank of a `tp × dp` mesh (every rank runs one, in lockstep).
+pub struct TpTrainer<T: Task> {
+    pub cfg: GrpoConfig,
+    pub learner: TpLearner,
+    pub task: T,
+    pub rng: Rng,
+    /// GRPO steps completed.
+    pub step: usize,
+    pub comms: RankComms,
+    settings: StepSettings,
+    side_files: Option<PathBuf>,
+}
+
+impl<T: Task> TpTrainer<T> {
+    /// A fresh run: this rank's shard of `cfg.model` (the reference, when `beta != 0`, is a
+    /// second copy of it).
+    pub fn new(
+        cfg: GrpoConfig,
+        task: T,
+        eos_token_ids: Vec<u32>,
+        comms: RankComms,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (tp, rank) = (comms.tp.world_size(), comms.tp_rank());
+        let model = TpModel::load(&cfg.model, DType::F32, tp, rank)?;
+        let opt = AdamW::new(&model.local, cfg.optim_config())?;
+        let reference = match cfg.beta != 0.0 {
+            true => Some(TpModel::load(&cfg.model, DType::F32, tp, rank)?),
+            false => None,
+        };
+        Ok(TpTrainer {
+            rng: Rng::new(cfg.seed),
+            learner: TpLearner::new(model, opt, reference)?,
+            task,
+            step: 0,
+            settings: StepSettings::from_config(&cfg, eos_token_ids),
+            side_files: cfg.model.is_dir().then(|| cfg.model.clone()),
+            cfg,
+            comms,
+        })
+    }
+
+    /// Continues the run saved in `dir` (by any `tp × dp`, or a single process): weights are
+    /// read as this rank's slices, the AdamW state whole and then sliced. `cfg` may change
+    /// only steps, save_steps and output_dir.
+    pub fn resume(
+        cfg: GrpoConfig,
+        dir: &Path,
+        mut task: T,
+        eos_token_ids: Vec<u32>,
+        comms: RankComms,
+    ) -> Result<Self> {
+        let state = checkpoint::load_state(dir)?;
+        let mut saved = state.config.clone();
+        saved.steps = cfg.steps;
+        saved.save_steps = cfg.save_steps;
+        saved.output_dir = cfg.output_dir.clone();
+        if saved != cfg {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir",
+                dir.display()
+            )));
+        }
+        let (tp, rank) = (comms.tp.world_size(), comms.tp_rank());
+        let model = TpModel::load(dir, DType::F32, tp, rank)?;
+        let full = Llama::load(dir)?;
+        let mut full_opt = AdamW::new(&full, cfg.optim_config())?;
+        full_opt.load_state(&full, &dir.join(OPTIMIZER_FILE), state.optimizer_step)?;
+        drop(full);
+        let plan = &model.plan;
+        let opt = AdamW {
+            config: full_opt.config,
+            m: slice_params(plan, &full_opt.m)?,
+            v: slice_params(plan, &full_opt.v)?,
+            master: match &full_opt.master {
+                Some(p) => Some(slice_params(plan, p)?),
+                None => None,
+            },
+            step: full_opt.step,
+        };
+        let reference = match cfg.beta != 0.0 {
+            true => Some(TpModel::load(&cfg.model, DType::F32, tp, rank)?),
+            false => None,
+        };
+        task.restore(&state.cursor)?;
+        Ok(TpTrainer {
+            rng: Rng::from_state(state.rng)?,
+            learner: TpLearner::new(model, opt, reference)?,
+            task,
+            step: state.step,
+            settings: StepSettings::from_config(&cfg, eos_token_ids),
+            side_files: Some(dir.to_path_buf()),
+            cfg,
+            comms,
+        })
+    }
+
+    /// Runs one step; returns its metrics line (whole-batch values on every rank; the
+    /// communication volume is this rank's, TP and DP together).
+    pub fn step_once(&mut self) -> Result<StepMetrics> {
+        let t0 = Instant::now();
+        let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
+        let seed = self.rng.next_u64();
+        let lr = self.cfg.lr_at(self.step);
+        let mut tp = CountingComm::new(self.comms.tp.as_mut());
+        let report = grpo_step_tp(
+            &mut self.learner,
+            &self.settings,
+            &prompts,
+            &self.task,
+            seed,
+            lr,
+            &mut tp,
+            self.comms.dp.as_mut(),
+        )?;
+        let c = tp.counts;
+        self.step += 1;
+        let mut m = StepMetrics::from_report(
+            self.step,
+            lr,
+            &report,
+            self.task.skipped(),
+            t0.elapsed().as_secs_f64(),
+        );
+        m.comm_bytes = c.all_reduce_bytes + c.all_gather_bytes + c.other_bytes;
+        m.comm_collectives = c.all_reduce_calls + c.all_gather_calls + c.other_calls;
+        if let Some(dp) = self.comms.dp.as_mut() {
+            m.dp_world = dp.world_size();
+            let (bytes, calls) = dp.take_volume();
+            m.comm_bytes += bytes;
+            m.comm_collectives += calls;
+        }
+        Ok(m)
+    }
+
+    /// Gathers the TP group's shards and (on the main rank) writes `checkpoint-<step>`; a
+    /// collective over the TP group of DP rank 0, a no-op on the other DP groups.
+    pub fn save(&mut self) -> Result<Option<PathBuf>> {
+        if self.comms.dp_rank() != 0 {
+            return Ok(None);
+        }
+        let plan = &self.learner.model.plan;
+        let tp = self.comms.tp.as_mut();
+        let full = |p: &LlamaParams, tp: &mut dyn Communicator| -> Result<LlamaParams> {
+            Ok(gather(plan, tp, p, Replicas::Identical)?)
+        };
+        let opt = &self.learner.opt;
+        let params = full(&self.learner.model.local.params, tp)?;
+        let full_opt = AdamW {
+            config: opt.config,
+            m: full(&opt.m, tp)?,
+            v: full(&opt.v, tp)?,
+            master: match &opt.master {
+                Some(p) => Some(full(p, tp)?),
+                None => None,
+            },
+            step: opt.step,
+        };
+        let written = match plan.rank == 0 {
+            true => {
+                let state = TrainerState {
+                    format: STATE_FORMAT.into(),
+                    version: STATE_VERSION,
+                    step: self.step,
+                    optimizer_step: full_opt.step,
+                    rng: self.rng.state(),
+                    cursor: self.task.cursor(),
+                    config: self.cfg.clone(),
+                };
+                let m = Llama::from_params(plan.full.clone(), params)?;
+                let write_opt = |p: &Path| Ok(full_opt.save_state(&m.config, p)?);
+                checkpoint::save(
+                    &self.cfg.output_dir,
+                    &m,
+                    self.side_files.as_deref(),
+                    &write_opt,
+                    &state,
+                )
+                .map(Some)
+            }
+            false => Ok(None),
+        };
+        // Everyone waits for the write, even a failed one, so no rank is left in a collective.
+        tp.barrier().map_err(ModelError::Comm)?;
+        written
+    }
+
+    /// Trains until `cfg.steps`; the main rank writes metrics, shows the bar and saves
+    /// checkpoints every `save_steps` and at the end.
+    pub fn run(&mut self, progress: bool) -> Result<Vec<StepMetrics>> {
+        let main = self.comms.is_main();
+        let mut writer = match main {
+            true => Some(MetricsWriter::open(&self.cfg.output_dir, self.step)?),
+            false => None,
+        };
+        let bar = match progress && main {
+            true => ProgressBar::new(self.cfg.steps as u64),
+            false => ProgressBar::hidden(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("static template"),
+        );
+        bar.set_position(self.step as u64);
+        let mut all = Vec::new();
+        while self.step < self.cfg.steps {
+            let m = self.step_once()?;
+            if let Some(w) = writer.as_mut() {
+                w.write(&m)?;
+            }
+            bar.set_message(format!(
+                "reward {:.3} loss {:.4} kl {:.4} len {:.0}",
+                m.reward_mean, m.loss, m.kl, m.completion_length_mean
+            ));
+            bar.inc(1);
+            let last = self.step == self.cfg.steps;
+            if last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps)) {
+                self.save()?;
+            }
+            all.push(m);
+        }
+        bar.finish();
+        Ok(all)
+    }
+}
