@@ -271,3 +271,67 @@ fn parallel_grpo_tp_checkpoint_is_one_hf_folder_and_resumes_exactly() {
         }
     }
 }
+
+mod cli_support;
+
+#[test]
+fn parallel_cli_train_tp2_dp2_matches_dp2() {
+    use cli_support::{metrics, mined_dataset, stderr, swerl, write_config};
+    let dir = tempfile::tempdir().unwrap();
+    let data = mined_dataset(dir.path());
+    let cfg = write_config(dir.path(), &data);
+    let run = |out: &Path, degrees: &[&str]| {
+        let o = swerl()
+            .args(["train", "--quiet"])
+            .args(degrees)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--output_dir")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{degrees:?}: {}", stderr(&o));
+    };
+    let (dp, tp) = (dir.path().join("dp"), dir.path().join("tp"));
+    run(&dp, &["--dp", "2"]);
+    run(&tp, &["--tp", "2", "--dp", "2"]);
+    let (a, b) = (metrics(&dp), metrics(&tp));
+    assert_eq!(
+        b.len(),
+        2,
+        "one metrics line per step, from the main rank only"
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(y["dp_world"], 2);
+        assert!(y["comm_bytes"].as_u64().unwrap() > x["comm_bytes"].as_u64().unwrap());
+        for k in ["reward_mean", "completion_length_mean", "format_error_rate"] {
+            assert_eq!(x[k], y[k], "{k}: --tp 2 sampled other tokens");
+        }
+        for k in ["loss", "kl", "grad_norm"] {
+            let (u, v) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
+            assert!(close(v, u, 1e-5), "{k}: {v} at --tp 2 vs {u}");
+        }
+    }
+    let load = |d: &Path| weights(&Llama::load(&checkpoint_dir(d, 2)).unwrap().params);
+    for (k, (g, w)) in load(&tp).iter().zip(&load(&dp)).enumerate() {
+        let d = rel_diff(g, w);
+        assert!(d < 1e-5, "checkpoint tensor {k}: rel diff {d:e}");
+    }
+}
+
+#[test]
+fn parallel_cli_train_tp_that_does_not_divide_the_heads_fails_clearly() {
+    let model = cli_support::fixture_model();
+    let o = cli_support::swerl()
+        .args(["train", "--quiet", "--tp", "3", "--model"])
+        .arg(&model)
+        .args(["--data_dir", "unused"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = cli_support::stderr(&o);
+    assert!(
+        e.contains("--tp 3") && e.contains("num_attention_heads 4 is not divisible by tp=3"),
+        "{e}"
+    );
+}

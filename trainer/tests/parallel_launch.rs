@@ -207,15 +207,3 @@ fn parallel_train_two_processes_equals_two_threads() {
         "the checkpoints of the threaded and multi-process runs differ"
     );
 }
-
-#[test]
-fn parallel_train_tp_is_not_wired_yet() {
-    let out = swerl()
-        .args(["train", "--tp", "2", "--model", "m", "--data_dir", "d"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(text(&out)
-        .1
-        .contains("--tp 2: tensor parallelism is not yet wired"));
-}

@@ -11,6 +11,8 @@ use trainer::dp::DataParallel;
 use trainer::prompt::PromptTemplate;
 use trainer::train::{checkpoint, SweTask, Trainer};
 
+mod tp;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// TOML config (every key can also be given as `--key value`).
@@ -39,17 +41,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = GrpoConfig::load(args.config.as_deref(), &args.overrides)?;
-    anyhow::ensure!(
-        args.tp == 1,
-        "--tp {}: tensor parallelism is not yet wired into `swerl train` (model::tp has it; use --tp 1)",
-        args.tp
-    );
+    anyhow::ensure!(args.tp >= 1, "--tp must be at least 1");
     anyhow::ensure!(args.dp >= 1, "--dp must be at least 1");
     let cuda = match args.dist_backend.as_str() {
         "tcp" => false,
         "nccl" => true,
         other => anyhow::bail!("unknown --dist-backend `{other}` (tcp, nccl)"),
     };
+    if args.tp > 1 {
+        return tp::run(&args, cfg);
+    }
     if let Some(dp) = DataParallel::from_env(cuda)? {
         anyhow::ensure!(
             args.dp == 1,
@@ -93,15 +94,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// One rank's run (the whole run without `dp`); rank 0 prints the summary.
 fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow::Result<()> {
-    let resume = match args.resume.as_deref() {
+    let resume = resume_dir(args, &cfg)?;
+    let model_dir = resume.clone().unwrap_or_else(|| cfg.model.clone());
+    let (task, eos) = swe_task(&cfg, &model_dir)?;
+    let mut trainer = match &resume {
+        Some(dir) => Trainer::resume(cfg, dir, task, eos)?,
+        None => {
+            let model = Llama::load(&cfg.model)?;
+            Trainer::new(cfg, model, task, eos)?
+        }
+    };
+    if let Some(dp) = dp {
+        trainer = trainer.with_dp(dp);
+    }
+    let metrics = trainer.run(!args.quiet)?;
+    if trainer.is_main() {
+        summary(&metrics, &trainer.cfg.output_dir);
+    }
+    Ok(())
+}
+
+/// The checkpoint `--resume` names (`latest`: the newest in the output folder).
+fn resume_dir(args: &Args, cfg: &GrpoConfig) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match args.resume.as_deref() {
         None => None,
         Some("latest") => Some(
             checkpoint::latest(&cfg.output_dir)?
                 .with_context(|| format!("no checkpoint in {}", cfg.output_dir.display()))?,
         ),
         Some(dir) => Some(PathBuf::from(dir)),
-    };
-    let model_dir = resume.clone().unwrap_or_else(|| cfg.model.clone());
+    })
+}
+
+/// The SWE-RL task over `cfg.data_dir` with the tokenizer of `model_dir`, and its EOS ids.
+fn swe_task(cfg: &GrpoConfig, model_dir: &std::path::Path) -> anyhow::Result<(SweTask, Vec<u32>)> {
     let tokenizer = Tokenizer::from_dir(&model_dir)?;
     let data = Dataset::open(&cfg.data_dir)
         .with_context(|| format!("opening the dataset {}", cfg.data_dir.display()))?;
@@ -119,20 +145,11 @@ fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow:
         eos.clone(),
     )?
     .with_context_window(cfg.context_window);
-    let mut trainer = match &resume {
-        Some(dir) => Trainer::resume(cfg, dir, task, eos)?,
-        None => {
-            let model = Llama::load(&cfg.model)?;
-            Trainer::new(cfg, model, task, eos)?
-        }
-    };
-    if let Some(dp) = dp {
-        trainer = trainer.with_dp(dp);
-    }
-    let metrics = trainer.run(!args.quiet)?;
-    if !trainer.is_main() {
-        return Ok(());
-    }
+    Ok((task, eos))
+}
+
+/// Rank 0's last-step line and where the outputs are.
+fn summary(metrics: &[trainer::train::metrics::StepMetrics], out: &std::path::Path) {
     if let Some(m) = metrics.last() {
         eprintln!(
             "step {}: reward {:.4} (min {:.3}, max {:.3}), format errors {:.1}%, loss {:.5}, kl {:.5}",
@@ -147,10 +164,9 @@ fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow:
     }
     eprintln!(
         "metrics: {}; checkpoints in {}",
-        trainer.cfg.output_dir.join("metrics.jsonl").display(),
-        trainer.cfg.output_dir.display()
+        out.join("metrics.jsonl").display(),
+        out.display()
     );
-    Ok(())
 }
 
 /// The model's EOS ids (config.json), plus the tokenizer's `<|eot_id|>` when it has one.
