@@ -32,7 +32,7 @@ struct Parity {
 
 impl Reward for Parity {
     fn score(&self, problem: usize, completion: &[u32]) -> Scored {
-        let t = if self.batch[problem][0] % 2 == 0 {
+        let t = if self.batch[problem][0].is_multiple_of(2) {
             7
         } else {
             9

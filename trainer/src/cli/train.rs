@@ -128,10 +128,10 @@ fn resume_dir(args: &Args, cfg: &GrpoConfig) -> anyhow::Result<Option<PathBuf>> 
 
 /// The SWE-RL task over `cfg.data_dir` with the tokenizer of `model_dir`, and its EOS ids.
 fn swe_task(cfg: &GrpoConfig, model_dir: &std::path::Path) -> anyhow::Result<(SweTask, Vec<u32>)> {
-    let tokenizer = Tokenizer::from_dir(&model_dir)?;
+    let tokenizer = Tokenizer::from_dir(model_dir)?;
     let data = Dataset::open(&cfg.data_dir)
         .with_context(|| format!("opening the dataset {}", cfg.data_dir.display()))?;
-    let eos = eos_ids(&model_dir, &tokenizer)?;
+    let eos = eos_ids(model_dir, &tokenizer)?;
     let template = match &cfg.prompt_template {
         Some(p) => PromptTemplate::from_file(p)?,
         None => PromptTemplate::swe_rl(),

@@ -19,7 +19,7 @@ fn forward_chunk(
     temperature: f32,
     comm: &mut dyn Communicator,
 ) -> Result<(Packed, model::Activations, Tensor)> {
-    let device = m.local.device.clone();
+    let device = m.local.device;
     let packed = Packed::new(seqs, rows, &device)?;
     let (b, t) = (packed.rows.len(), packed.seq);
     let mut acts = m.activations(b, t, false)?;
@@ -60,7 +60,7 @@ pub fn policy_backward(
     grad_of: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
     comm: &mut dyn Communicator,
 ) -> Result<Vec<f32>> {
-    let device = m.local.device.clone();
+    let device = m.local.device;
     let mut logp = vec![0f32; seqs.len() * width];
     for rows in chunks(seqs.len(), micro) {
         let (packed, mut acts, lp) = forward_chunk(m, seqs, rows, temperature, comm)?;
