@@ -23,6 +23,7 @@ use crate::{refs, Error, Result};
 #[derive(Clone, Debug)]
 pub struct MineOptions {
     pub all_commits: bool,
+    /// Worker threads extracting instances; the history walk runs on the calling thread.
     pub jobs: usize,
     pub filter: FilterConfig,
     /// Change sets remembered for co-change scoring.
