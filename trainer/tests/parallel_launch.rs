@@ -207,3 +207,33 @@ fn parallel_train_two_processes_equals_two_threads() {
         "the checkpoints of the threaded and multi-process runs differ"
     );
 }
+
+#[test]
+fn parallel_bench_comm_reports_every_size_for_threads_and_tcp() {
+    for backend in ["threads", "tcp"] {
+        let out = swerl()
+            .args(["bench", "comm", "--backend", backend, "--ranks", "3"])
+            .args(["--min-bytes", "1024", "--max-bytes", "16384", "--json"])
+            .output()
+            .unwrap();
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{backend}: {se}");
+        let rows: Vec<serde_json::Value> = so
+            .lines()
+            .filter_map(|l| l.find('{').map(|i| serde_json::from_str(&l[i..]).unwrap()))
+            .collect();
+        let sizes: Vec<u64> = rows.iter().map(|r| r["bytes"].as_u64().unwrap()).collect();
+        assert_eq!(sizes, [1024, 4096, 16384], "{backend}: {so}");
+        for r in &rows {
+            assert_eq!(r["ranks"], 3);
+            let (alg, bus) = (
+                r["algbw_gbps"].as_f64().unwrap(),
+                r["busbw_gbps"].as_f64().unwrap(),
+            );
+            assert!(
+                alg > 0.0 && (bus - alg * 4.0 / 3.0).abs() < 1e-9 * bus.max(1.0),
+                "{r}"
+            );
+        }
+    }
+}
