@@ -48,6 +48,27 @@ impl Call {
         }
     }
 
+    /// Values rank `r` sends for this collective.
+    fn payload_len(self, r: usize) -> usize {
+        match self {
+            Call::AllReduce { numel }
+            | Call::AllGather { numel }
+            | Call::ReduceScatter { numel } => numel,
+            Call::Broadcast { numel, root } if r == root => numel,
+            Call::Broadcast { .. } | Call::Barrier => 0,
+        }
+    }
+
+    /// Values each rank receives.
+    fn output_len(self, world: usize) -> usize {
+        match self {
+            Call::AllReduce { numel } | Call::Broadcast { numel, .. } => numel,
+            Call::AllGather { numel } => numel * world,
+            Call::ReduceScatter { numel } => numel / world,
+            Call::Barrier => 0,
+        }
+    }
+
     fn encode(self, out: &mut Vec<u8>) {
         let (code, numel, root) = match self {
             Call::AllReduce { numel } => (1, numel, 0),
@@ -224,7 +245,16 @@ impl TcpComm {
         let reply = read_reply(&mut self.links[0]);
         let rank = self.rank;
         match reply {
-            Ok(Reply::Ok(v)) => Ok(v),
+            Ok(Reply::Ok(v)) if v.len() == call.output_len(self.world) => Ok(v),
+            Ok(Reply::Ok(v)) => Err(CommError::Mismatch {
+                op,
+                rank,
+                msg: format!(
+                    "rank 0 answered {} values, expected {}",
+                    v.len(),
+                    call.output_len(self.world)
+                ),
+            }),
             Ok(Reply::Gone(missing)) => Err(CommError::PeerGone { op, rank, missing }),
             Ok(Reply::Timeout(missing)) => Err(CommError::Timeout {
                 op,
@@ -243,20 +273,23 @@ impl TcpComm {
         deposits.push(data.to_vec());
         let mut mismatch = None;
         for r in 1..self.world {
-            let got = (|| -> io::Result<(Call, Vec<f32>)> {
+            let got = (|| -> io::Result<Result<Vec<f32>, String>> {
                 let s = &mut self.links[r - 1];
                 let c = Call::decode(s)?;
                 let n = get_u64(s)? as usize;
-                Ok((c, read_f32s(s, n)?))
+                // Checked before reading: a disagreeing peer's payload is never allocated.
+                if c != call || n != call.payload_len(r) {
+                    return Ok(Err(format!(
+                        "ranks disagree: rank 0 called {call:?}, rank {r} called {c:?} with {n} values"
+                    )));
+                }
+                Ok(Ok(read_f32s(s, n)?))
             })();
             match got {
-                Ok((c, payload)) => {
-                    if c != call && mismatch.is_none() {
-                        mismatch = Some(format!(
-                            "ranks disagree: rank 0 called {call:?}, rank {r} called {c:?}"
-                        ));
-                    }
-                    deposits.push(payload);
+                Ok(Ok(payload)) => deposits.push(payload),
+                Ok(Err(msg)) => {
+                    mismatch = Some(msg);
+                    break;
                 }
                 Err(e) => {
                     let err = self.io_error(op, r, &e);
