@@ -171,18 +171,56 @@ fn write_range(out: &mut String, r: std::ops::Range<usize>, shift: usize) {
 
 const CONTEXT: usize = 3;
 
+/// Lines with their endings, split exactly like similar's `diff_lines` (`\r\n`, a lone
+/// `\r` or `\n` ends a line) but a byte at a time: its char-by-char tokeniser was a third
+/// of the diff's cost.
+fn split_lines(s: &str) -> Vec<&str> {
+    let b = s.as_bytes();
+    let mut lines = Vec::with_capacity(b.len() / 32 + 1);
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\n' => {
+                lines.push(&s[start..=i]);
+                start = i + 1;
+            }
+            b'\r' => {
+                if b.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                lines.push(&s[start..=i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < b.len() {
+        lines.push(&s[start..]);
+    }
+    lines
+}
+
 fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
     // Diff only the changed middle plus context: tokenising whole files dominated the
     // cost for small edits to large files. Hunks are unchanged apart from the line shift.
-    let (pre_lines, suf_lines) = common_lines(old, new);
+    // similar also ends lines at a lone `\r`; trimming counts `\n` lines only, so files
+    // with carriage returns are diffed whole to keep the hunk line numbers exact.
+    let has_cr = |t: &str| t.as_bytes().contains(&b'\r');
+    let (pre_lines, suf_lines) = if has_cr(old) || has_cr(new) {
+        (0, 0)
+    } else {
+        common_lines(old, new)
+    };
     let skip = pre_lines.saturating_sub(CONTEXT);
     let skip_bytes = lines_len(old, skip);
     let keep_suffix = suf_lines.saturating_sub(CONTEXT);
     let old_mid = &old[skip_bytes..old.len() - tail_lines_len(old, keep_suffix)];
     let new_mid = &new[skip_bytes..new.len() - tail_lines_len(new, keep_suffix)];
+    let (old_lines, new_lines) = (split_lines(old_mid), split_lines(new_mid));
     let diff = TextDiff::configure()
         .algorithm(similar::Algorithm::Myers)
-        .diff_lines(old_mid, new_mid);
+        .diff_slices(&old_lines, &new_lines);
     let mut counts = LineCounts::default();
     for hunk in diff.unified_diff().context_radius(CONTEXT).iter_hunks() {
         let ops = hunk.ops();
@@ -491,6 +529,7 @@ mod apply_tests {
 
     #[test]
     fn trimmed_diff_equals_whole_file_diff() {
+        use similar::DiffableStr;
         // The reference: similar's own unified diff of the whole files.
         let whole = |old: &str, new: &str| {
             let d = TextDiff::configure()
@@ -528,7 +567,16 @@ mod apply_tests {
             ),
             ("a\na\na\na\n".to_string(), "a\na\na\n".to_string()),
             (String::new(), "only\n".to_string()),
+            (
+                format!("{base}x\ry\r\nz\n{base}"),
+                format!("{base}x\ry2\r\nz\n{base}"),
+            ),
+            (format!("a\r\n{base}\r"), format!("a\r\n{base}\rb")),
         ];
+        for (old, _) in &cases {
+            let lines: Vec<&str> = split_lines(old);
+            assert_eq!(lines, old.tokenize_lines(), "{old:?}");
+        }
         for (old, new) in &cases {
             let mut out = String::new();
             write_hunks(&mut out, old, new);
