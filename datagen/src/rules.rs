@@ -53,16 +53,21 @@ const VENDOR_DIRS: [&str; 5] = [
 
 /// Why a path is noise, or `None` for a code file.
 pub fn noise_kind(path: &str) -> Option<&'static str> {
+    // Case-insensitive matching without allocating: this runs for every candidate file.
+    let p = path.as_bytes();
     let name = path.rsplit('/').next().unwrap_or(path);
-    let lower = path.to_ascii_lowercase();
+    let starts_ci = |s: &[u8], pre: &str| {
+        s.len() >= pre.len() && s[..pre.len()].eq_ignore_ascii_case(pre.as_bytes())
+    };
+    let ends_ci = |s: &[u8], suf: &str| {
+        s.len() >= suf.len() && s[s.len() - suf.len()..].eq_ignore_ascii_case(suf.as_bytes())
+    };
     if LOCK_FILES.contains(&name) || name.ends_with(".lock") {
         return Some("lock");
     }
-    if VENDOR_DIRS.iter().any(|d| {
-        lower
-            .match_indices(d)
-            .any(|(i, _)| i == 0 || lower.as_bytes()[i - 1] == b'/')
-    }) {
+    // A vendor directory at the start of the path or right after a `/`.
+    let at_component = |i: usize| i == 0 || p[i - 1] == b'/';
+    if (0..p.len()).any(|i| at_component(i) && VENDOR_DIRS.iter().any(|d| starts_ci(&p[i..], d))) {
         return Some("vendored");
     }
     if name.ends_with(".min.js")
@@ -70,15 +75,14 @@ pub fn noise_kind(path: &str) -> Option<&'static str> {
         || name.ends_with(".map")
         || name.ends_with("_pb2.py")
         || name.ends_with(".pb.go")
-        || lower.contains("generated")
+        || p.windows(9).any(|w| w.eq_ignore_ascii_case(b"generated"))
     {
         return Some("generated");
     }
-    let upper_name = name.to_ascii_uppercase();
-    if DOC_EXT.iter().any(|e| lower.ends_with(e))
-        || DOC_NAMES.iter().any(|n| upper_name.starts_with(n))
-        || lower.starts_with("docs/")
-        || lower.starts_with("doc/")
+    if DOC_EXT.iter().any(|e| ends_ci(p, e))
+        || DOC_NAMES.iter().any(|n| starts_ci(name.as_bytes(), n))
+        || starts_ci(p, "docs/")
+        || starts_ci(p, "doc/")
     {
         return Some("docs");
     }
@@ -147,6 +151,11 @@ mod tests {
         assert_eq!(noise_kind("src/vendor/x.c"), Some("vendored"));
         assert_eq!(noise_kind("static/app.min.js"), Some("generated"));
         assert_eq!(noise_kind("src/lib.rs"), None);
+        assert_eq!(noise_kind("A/Vendor/x.c"), Some("vendored"));
+        assert_eq!(noise_kind("x/myvendor/x.c"), None);
+        assert_eq!(noise_kind("api/Generated_Types.ts"), Some("generated"));
+        assert_eq!(noise_kind("Docs/Guide.MD"), Some("docs"));
+        assert_eq!(noise_kind("pkg/readme_utils.py"), Some("docs"));
     }
 
     #[test]
