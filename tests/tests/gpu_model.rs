@@ -67,13 +67,24 @@ fn fixture_logits_on_gpu_match_cpu_and_reference() {
     rel("logits gpu vs cpu", &ga.logits, &ca.logits, 1e-5);
     let err = max_abs_diff(&ga.logits, &reference()["logits"]);
     eprintln!("logits gpu vs reference: max-abs error {err:.3e}");
-    assert!(err <= 1e-4, "logits max-abs error {err} against the reference");
-    for (i, (g, c)) in ga.hidden_states().iter().zip(ca.hidden_states()).enumerate() {
+    assert!(
+        err <= 1e-4,
+        "logits max-abs error {err} against the reference"
+    );
+    for (i, (g, c)) in ga
+        .hidden_states()
+        .iter()
+        .zip(ca.hidden_states())
+        .enumerate()
+    {
         rel(&format!("hidden_states.{i}"), g, c, 1e-5);
     }
     let want = reference()["loss"].to_scalar().unwrap();
     eprintln!("loss cpu {closs} gpu {gloss} reference {want}");
-    assert!(((gloss - want) / want).abs() <= 1e-5, "loss {gloss} vs {want}");
+    assert!(
+        ((gloss - want) / want).abs() <= 1e-5,
+        "loss {gloss} vs {want}"
+    );
 }
 
 /// One SFT step on `m`: gradients of the mean loss, then AdamW. Returns the gradients.

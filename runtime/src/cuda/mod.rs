@@ -15,10 +15,10 @@ mod util;
 
 pub use backend::CudaBackend;
 pub use device::{device, report, CudaDevice};
-pub use storage::CudaStorage;
 /// The kernels crate this backend runs on (launchers, cuBLASLt), for benchmarks that call it
 /// directly as a ceiling.
 pub use kernels;
+pub use storage::CudaStorage;
 
 /// The backend for device `ordinal`, after opening it (so a machine without CUDA gets the
 /// one-line reason here instead of at the first kernel).
