@@ -250,6 +250,11 @@ pub struct GrpoConfig {
     /// curriculum for small models. Default: whole files, as SWE-RL.
     #[serde(default)]
     pub context_window: Option<usize>,
+    /// ZeRO-1 under data parallelism: each rank keeps and updates only its shard of the AdamW
+    /// state, then the weights are all-gathered (same updates, ~1/dp of the optimizer
+    /// memory per rank). Ignored with one rank; not implemented for `--tp` > 1.
+    #[serde(default)]
+    pub zero1: bool,
 }
 
 impl GrpoConfig {

@@ -251,6 +251,13 @@ impl DataParallel {
         Ok(st)
     }
 
+    /// Adds a collective's volume to this step's report (ZeRO-1's reduce-scatters and
+    /// all-gathers).
+    pub fn record(&mut self, st: SyncStats) {
+        self.bytes += st.bytes;
+        self.collectives += st.collectives;
+    }
+
     fn count(&mut self, bytes: usize) {
         self.bytes += bytes;
         self.collectives += 1;

@@ -631,6 +631,7 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         micro_batch: 8,
         prompt_template: None,
         context_window: Some(opts.context_window),
+        zero1: false,
     }
 }
 

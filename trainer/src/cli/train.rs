@@ -49,6 +49,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         other => anyhow::bail!("unknown --dist-backend `{other}` (tcp, nccl)"),
     };
     if args.tp > 1 {
+        anyhow::ensure!(
+            !cfg.zero1,
+            "zero1 shards the optimizer over data-parallel ranks without --tp; it is not \
+             implemented for --tp {} (drop zero1 or --tp)",
+            args.tp
+        );
         return tp::run(&args, cfg);
     }
     if let Some(dp) = DataParallel::from_env(cuda)? {

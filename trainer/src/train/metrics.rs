@@ -45,8 +45,9 @@ pub struct StepMetrics {
     pub generation_tokens_per_s: f64,
     pub training_tokens_per_s: f64,
     pub time_s: StepTimes,
-    /// Data-parallel ranks the step ran on (absent in single-process runs' older lines).
-    #[serde(default)]
+    /// Data-parallel ranks the step ran on (lines written before the field existed were
+    /// single-process runs: they read as 1).
+    #[serde(default = "one")]
     pub dp_world: usize,
     /// Bytes this rank sent into collectives during the step (gradient all-reduce buckets
     /// plus the small reward/statistics gathers), and how many collectives that took.
@@ -54,6 +55,14 @@ pub struct StepMetrics {
     pub comm_bytes: usize,
     #[serde(default)]
     pub comm_collectives: usize,
+    /// Bytes of AdamW state (moments, master weights when kept) this rank holds: the whole
+    /// model's without ZeRO-1, about 1/dp of it with.
+    #[serde(default)]
+    pub optimizer_state_bytes: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn rate(num: f64, secs: f64) -> f64 {
@@ -105,6 +114,7 @@ impl StepMetrics {
             dp_world: 1,
             comm_bytes: 0,
             comm_collectives: 0,
+            optimizer_state_bytes: 0,
         }
     }
 }

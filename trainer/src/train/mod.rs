@@ -14,6 +14,7 @@ pub mod swe;
 pub mod tp_policy;
 pub mod tp_run;
 pub mod tp_step;
+pub mod zero1;
 
 pub use run::{Task, Trainer};
 pub use step::{Learner, Reward, Scored, StepSettings};

@@ -14,6 +14,7 @@ use super::dp_step::grpo_step_dp;
 use super::metrics::{MetricsWriter, StepMetrics};
 use super::policy::deep_copy;
 use super::step::{grpo_step, Learner, Reward, StepSettings};
+use super::zero1::{full_state_bytes, Zero1};
 use super::{Result, TrainError};
 use crate::config::GrpoConfig;
 use crate::dp::DataParallel;
@@ -86,9 +87,11 @@ impl<T: Task> Trainer<T> {
         saved.steps = cfg.steps;
         saved.save_steps = cfg.save_steps;
         saved.output_dir = cfg.output_dir.clone();
+        // Sharding the optimizer state changes where it lives, not the trajectory.
+        saved.zero1 = cfg.zero1;
         if saved != cfg {
             return Err(TrainError::Checkpoint(format!(
-                "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir",
+                "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir/zero1",
                 dir.display()
             )));
         }
@@ -128,8 +131,32 @@ impl<T: Task> Trainer<T> {
         self.dp.as_ref().is_none_or(|d| d.rank() == 0)
     }
 
+    /// With `zero1` in a group, shards the optimizer state on first use (a fresh state or
+    /// one loaded from any checkpoint, so runs resume with or without ZeRO-1).
+    fn ensure_zero(&mut self) -> Result<()> {
+        if let (true, None, Some(dp)) = (self.cfg.zero1, &self.learner.zero, &self.dp) {
+            let l = &mut self.learner;
+            l.zero = Some(Zero1::new(
+                &mut l.opt,
+                &l.model,
+                dp.rank(),
+                dp.world_size(),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Bytes of optimizer state this rank holds.
+    pub fn optimizer_state_bytes(&self) -> usize {
+        match &self.learner.zero {
+            Some(z) => z.state_bytes(),
+            None => full_state_bytes(&self.learner.opt),
+        }
+    }
+
     /// Runs one step; returns its metrics line.
     pub fn step_once(&mut self) -> Result<StepMetrics> {
+        self.ensure_zero()?;
         let t0 = Instant::now();
         let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
         let seed = self.rng.next_u64();
@@ -165,22 +192,50 @@ impl<T: Task> Trainer<T> {
             m.dp_world = dp.world_size();
             (m.comm_bytes, m.comm_collectives) = dp.take_volume();
         }
+        m.optimizer_state_bytes = self.optimizer_state_bytes();
         Ok(m)
     }
 
-    /// Writes `checkpoint-<step>` under the output folder.
+    /// Writes `checkpoint-<step>` under the output folder. Under ZeRO-1 use
+    /// [`Trainer::save_collective`] on every rank instead.
     pub fn save(&self) -> Result<PathBuf> {
+        if self.learner.zero.is_some() {
+            return Err(TrainError::Checkpoint(
+                "the optimizer state is sharded (zero1): every rank must call save_collective"
+                    .into(),
+            ));
+        }
+        self.save_with(&self.learner.opt)
+    }
+
+    /// Checkpoints from every rank of the group: under ZeRO-1 the moments are gathered (the
+    /// same file layout as without sharding), then the main rank writes; `None` elsewhere.
+    pub fn save_collective(&mut self) -> Result<Option<PathBuf>> {
+        let gathered = match (&self.learner.zero, self.dp.as_mut()) {
+            (Some(z), Some(dp)) => {
+                Some(z.gather_state(dp, &self.learner.opt, &self.learner.model)?)
+            }
+            _ => None,
+        };
+        if !self.is_main() {
+            return Ok(None);
+        }
+        let opt = gathered.as_ref().unwrap_or(&self.learner.opt);
+        self.save_with(opt).map(Some)
+    }
+
+    fn save_with(&self, opt: &AdamW) -> Result<PathBuf> {
         let state = TrainerState {
             format: STATE_FORMAT.into(),
             version: STATE_VERSION,
             step: self.step,
-            optimizer_step: self.learner.opt.step,
+            optimizer_step: opt.step,
             rng: self.rng.state(),
             cursor: self.task.cursor(),
             config: self.cfg.clone(),
         };
         let m = &self.learner.model;
-        let write_opt = |p: &Path| Ok(self.learner.opt.save_state(&m.config, p)?);
+        let write_opt = |p: &Path| Ok(opt.save_state(&m.config, p)?);
         checkpoint::save(
             &self.cfg.output_dir,
             m,
@@ -223,8 +278,8 @@ impl<T: Task> Trainer<T> {
             let last = self.step == self.cfg.steps;
             let due =
                 last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps));
-            if due && main {
-                self.save()?;
+            if due {
+                self.save_collective()?;
             }
             all.push(m);
         }

@@ -35,6 +35,8 @@ pub struct Learner {
     /// Frozen initial policy, held only when `beta != 0`.
     pub reference: Option<Llama>,
     grads: LlamaParams,
+    /// This rank's shard of the optimizer state under ZeRO-1 (`opt` then holds no moments).
+    pub zero: Option<super::zero1::Zero1>,
 }
 
 impl Learner {
@@ -45,6 +47,7 @@ impl Learner {
             opt,
             reference,
             grads,
+            zero: None,
         })
     }
 
@@ -253,16 +256,38 @@ pub fn train_on_rollouts_dp(
             mask: &rollouts.mask,
         };
         let out = grpo_loss(&s.loss, &x, advantages)?;
-        if let Some(dp) = dp.as_deref_mut() {
-            dp.sync_grads(&mut learner.grads)?;
-        }
-        timings.backward += t0.elapsed().as_secs_f64();
-
-        let t0 = Instant::now();
-        let stats = learner
-            .opt
-            .step_with_lr(&mut learner.model, &learner.grads, lr as f32)?;
-        timings.optimizer += t0.elapsed().as_secs_f64();
+        let zero = match (learner.zero.as_mut(), dp.as_deref_mut()) {
+            (Some(z), Some(dp)) => Some((z, dp)),
+            _ => None,
+        };
+        let stats = match zero {
+            // ZeRO-1 reduces the gradients inside its step (reduce-scatter, not all-reduce).
+            Some((z, dp)) => {
+                timings.backward += t0.elapsed().as_secs_f64();
+                let t0 = Instant::now();
+                let st = z.step(
+                    dp,
+                    &mut learner.opt,
+                    &mut learner.model,
+                    &learner.grads,
+                    lr as f32,
+                )?;
+                timings.optimizer += t0.elapsed().as_secs_f64();
+                st
+            }
+            None => {
+                if let Some(dp) = dp.as_deref_mut() {
+                    dp.sync_grads(&mut learner.grads)?;
+                }
+                timings.backward += t0.elapsed().as_secs_f64();
+                let t0 = Instant::now();
+                let st = learner
+                    .opt
+                    .step_with_lr(&mut learner.model, &learner.grads, lr as f32)?;
+                timings.optimizer += t0.elapsed().as_secs_f64();
+                st
+            }
+        };
         totals.0 += out.loss * w_loss;
         totals.1 += out.kl * w_tok;
         totals.2 += out.clip_fraction * w_tok;

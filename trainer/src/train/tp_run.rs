@@ -173,6 +173,7 @@ impl<T: Task> TpTrainer<T> {
         saved.steps = cfg.steps;
         saved.save_steps = cfg.save_steps;
         saved.output_dir = cfg.output_dir.clone();
+        saved.zero1 = cfg.zero1;
         if saved != cfg {
             return Err(TrainError::Checkpoint(format!(
                 "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir",
@@ -242,6 +243,7 @@ impl<T: Task> TpTrainer<T> {
         );
         m.comm_bytes = c.all_reduce_bytes + c.all_gather_bytes + c.other_bytes;
         m.comm_collectives = c.all_reduce_calls + c.all_gather_calls + c.other_calls;
+        m.optimizer_state_bytes = super::zero1::full_state_bytes(&self.learner.opt);
         if let Some(dp) = self.comms.dp.as_mut() {
             m.dp_world = dp.world_size();
             let (bytes, calls) = dp.take_volume();
