@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use model::{Llama, LlamaConfig};
+use model::optim::{AdamW, OptimConfig};
+use model::{Llama, LlamaConfig, LlamaParams};
 use runtime::comm::ThreadGroup;
 use runtime::DType;
 use trainer::config::{GrpoConfig, LrSchedule};
@@ -16,6 +17,7 @@ use trainer::grpo::{LossType, ScaleRewards};
 use trainer::train::checkpoint::{checkpoint_dir, save_hf_folder, OPTIMIZER_FILE};
 use trainer::train::metrics::{read_metrics, StepMetrics};
 use trainer::train::tp_run::{run_mesh, TpTrainer};
+use trainer::train::zero1::Zero1;
 use trainer::train::{Reward, Scored, Task, Trainer};
 
 const EOS: u32 = 1;
@@ -321,4 +323,96 @@ fn parallel_tp_only_run_reports_dp_world_one() {
     old.as_object_mut().unwrap().remove("dp_world");
     let back: StepMetrics = serde_json::from_value(old).unwrap();
     assert_eq!(back.dp_world, 1);
+}
+
+fn all_bits(p: &LlamaParams) -> Vec<Vec<u32>> {
+    p.tensors()
+        .iter()
+        .map(|t| {
+            t.to_f32_vec()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        })
+        .collect()
+}
+
+/// A BF16 model keeps f32 master weights: ZeRO-1 shards them with the moments. Three ranks'
+/// gradients stepped through `Zero1` give, bit for bit, the BF16 weights and the (gathered)
+/// moments and master weights of one `AdamW` stepping their rank-order sum.
+#[test]
+fn parallel_zero1_shards_master_weights_and_matches_adamw_on_the_summed_gradient() {
+    let c = LlamaConfig::new(32, 2, 4, 2, 64, 16, 64, false).unwrap();
+    let oc = OptimConfig {
+        lr: 1e-2,
+        weight_decay: 0.1,
+        max_grad_norm: None,
+        ..OptimConfig::default()
+    };
+    let world = 3;
+    let grad = |step: u64, rank: u64| {
+        LlamaParams::random(&c, DType::F32, 0.1, 100 + 10 * step + rank).unwrap()
+    };
+    let mut model = Llama::random(c.clone(), DType::BF16, 3).unwrap();
+    let mut opt = AdamW::new(&model, oc).unwrap();
+    assert!(opt.master.is_some());
+    for step in 0..2 {
+        let mut sum = grad(step, 0);
+        for r in 1..world {
+            let g = grad(step, r as u64);
+            for (d, s) in sum.tensors_mut().into_iter().zip(g.tensors()) {
+                let s = s.as_slice::<f32>().unwrap();
+                let d = d.as_mut_slice::<f32>().unwrap();
+                d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+            }
+        }
+        opt.step_with_lr(&mut model, &sum, 1e-2).unwrap();
+    }
+    let want = (all_bits(&model.params), opt);
+    let full = 4 * 3 * want.0.iter().map(Vec::len).sum::<usize>();
+    let ranks: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = ThreadGroup::new(world)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .map(|(rank, comm)| {
+                let (c, grad) = (c.clone(), &grad);
+                s.spawn(move || {
+                    let mut model = Llama::random(c, DType::BF16, 3).unwrap();
+                    let mut opt = AdamW::new(&model, oc).unwrap();
+                    let mut z = Zero1::new(&mut opt, &model, rank, world).unwrap();
+                    let mut dp = DataParallel::new(Box::new(comm));
+                    dp.bucket_bytes = 1000;
+                    for step in 0..2 {
+                        let g = grad(step, rank as u64);
+                        z.step(&mut dp, &mut opt, &mut model, &g, 1e-2).unwrap();
+                    }
+                    let state = z.gather_state(&mut dp, &opt, &model).unwrap();
+                    (all_bits(&model.params), state, z.state_bytes())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (want_w, want_opt) = want;
+    let mut bytes = 0;
+    for (r, (w, state, b)) in ranks.iter().enumerate() {
+        assert_eq!(w, &want_w, "rank {r}: BF16 weights");
+        assert_eq!(all_bits(&state.m), all_bits(&want_opt.m), "rank {r}: m");
+        assert_eq!(all_bits(&state.v), all_bits(&want_opt.v), "rank {r}: v");
+        let (got_master, want_master) = (state.master.as_ref(), want_opt.master.as_ref());
+        assert_eq!(
+            all_bits(got_master.unwrap()),
+            all_bits(want_master.unwrap()),
+            "rank {r}: master weights"
+        );
+        assert_eq!(state.step, 2);
+        assert!(*b <= full.div_ceil(world) + 12, "rank {r}: {b} bytes");
+        bytes += b;
+    }
+    assert_eq!(
+        bytes, full,
+        "moments + master weights, split without overlap"
+    );
 }
