@@ -159,9 +159,13 @@ fn run_dp(
     })
 }
 
+/// `cfg` with ZeRO-1 switched on as the CLI does it (`--zero1 true`), writing to `out`.
 fn with_zero(cfg: &GrpoConfig, out: &Path) -> GrpoConfig {
-    let mut c = cfg.clone();
-    c.zero1 = true;
+    let mut t = toml::Table::try_from(cfg).unwrap();
+    let args = ["--zero1".to_string(), "true".to_string()];
+    trainer::config::apply_overrides(&mut t, &args).unwrap();
+    let mut c: GrpoConfig = trainer::config::from_table(t).unwrap();
+    assert!(c.zero1 && !cfg.zero1);
     c.output_dir = out.to_path_buf();
     c
 }
