@@ -13,7 +13,7 @@ use gix::hash::ObjectId;
 use crate::blobcache::{BlobCache, PackCache};
 use crate::events::Events;
 use crate::filter::{FilterConfig, Reject, Report};
-use crate::git::{CommitInfo, Repo};
+use crate::git::{Change, CommitInfo, Repo};
 use crate::instance::{Instance, UnitKind};
 use crate::record;
 use crate::relevant::Window;
@@ -195,16 +195,53 @@ impl Miner {
                 });
             }
             drop(done_tx);
+            // Readers decode and diff commits ahead of the walk, chunk c on reader
+            // c % jobs, so only the co-change window stays on this thread.
+            let all_commits = self.opts.all_commits;
+            let order = &order;
+            let n_chunks = order.len().div_ceil(READ_CHUNK);
+            let mut readers = Vec::new();
+            for t in 0..jobs {
+                let (tx, rx) = mpsc::sync_channel::<Vec<Result<Read>>>(2);
+                readers.push(rx);
+                let (shared, blobs, pack) = (&shared, blobs.clone(), &pack);
+                scope.spawn(move || {
+                    let repo = Repo::from_shared(shared, path).with_shared_caches(blobs, pack);
+                    let mut last = None;
+                    for c in (t..n_chunks).step_by(jobs) {
+                        let ids = &order[c * READ_CHUNK..((c + 1) * READ_CHUNK).min(order.len())];
+                        let read = ids
+                            .iter()
+                            .map(|&id| read_commit(&repo, id, all_commits, &mut last))
+                            .collect();
+                        if tx.send(read).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
             let mut ordered = Ordered::default();
-            let mut last_tree: Option<(ObjectId, ObjectId)> = None;
             let mut window = Window::new(self.opts.window);
             let mut pending: Vec<Unit> = Vec::new();
+            let mut reads = (0..n_chunks).flat_map(|c| match readers[c % jobs].recv() {
+                Ok(chunk) => chunk,
+                Err(_) => vec![Err(Error::Git {
+                    op: "read commits",
+                    msg: "a reader thread stopped early".into(),
+                })],
+            });
             for id in order {
                 self.report.commits_walked += 1;
                 if self.report.commits_walked.is_multiple_of(512) {
                     progress(&self.report);
                 }
-                match self.visit(&repo, id, &mut window, &mut last_tree) {
+                let read = reads.next().unwrap_or_else(|| {
+                    Err(Error::Git {
+                        op: "read commits",
+                        msg: format!("no result for {id}"),
+                    })
+                });
+                match self.visit(&repo, read, &mut window) {
                     Ok(Some(unit)) => pending.push(unit),
                     Ok(None) => {}
                     Err(_) => {
@@ -296,29 +333,23 @@ impl Miner {
     }
 
     /// Looks at one commit: returns the unit it defines, if any, and records its change set.
+    /// Looks at one commit read ahead: returns the unit it defines, if any, and records its
+    /// change set.
     fn visit(
         &mut self,
         repo: &Repo,
-        id: ObjectId,
+        read: Result<Read>,
         window: &mut Window,
-        last: &mut Option<(ObjectId, ObjectId)>,
     ) -> Result<Option<Unit>> {
-        let c = repo.commit(id)?;
-        let first = c.parents.first().copied();
-        // Walks mostly step from a parent to its child: reuse the tree just read.
-        let parent_tree = match (first, *last) {
-            (Some(p), Some((lc, lt))) if p == lc => Some(lt),
-            _ => Self::tree_of(repo, first)?,
-        };
-        *last = Some((id, c.tree));
+        let Read { c, changes } = read?;
+        let (id, first) = (c.id, c.parents.first().copied());
         let k = self.opts.filter.relevant_k * 4;
         if c.parents.len() >= 2 {
             let unit = match refs::merge_pr_number(c.subject()) {
                 Some(n) => Some(self.merge_unit(repo, &c, n, window, k)?),
                 None => None,
             };
-            if !self.opts.all_commits {
-                let changes = repo.diff_trees(parent_tree, Some(c.tree))?;
+            if let Some(changes) = &changes {
                 window.push(changes.iter().map(|ch| ch.new_path.as_slice()));
             }
             if unit.is_some() {
@@ -326,7 +357,7 @@ impl Miner {
             }
             return Ok(unit);
         }
-        let changes = repo.diff_trees(parent_tree, Some(c.tree))?;
+        let changes = changes.unwrap_or_default();
         let squash = refs::squash_pr_number(c.subject());
         let unit = if squash.is_some() || self.opts.all_commits {
             self.report.units += 1;
@@ -405,6 +436,41 @@ impl Miner {
             cochange,
         })
     }
+}
+
+/// Commits per read-ahead chunk.
+const READ_CHUNK: usize = 128;
+
+/// A commit decoded and diffed against its first parent ahead of the walk.
+struct Read {
+    c: CommitInfo,
+    /// `None` for merges when mining every commit (their changes are the branch's commits).
+    changes: Option<Vec<Change>>,
+}
+
+/// Reads `id`; walks mostly step from a parent to its child, so `last` (the previous
+/// commit and its tree) usually saves reading the parent again.
+fn read_commit(
+    repo: &Repo,
+    id: ObjectId,
+    all_commits: bool,
+    last: &mut Option<(ObjectId, ObjectId)>,
+) -> Result<Read> {
+    let c = repo.commit(id)?;
+    let first = c.parents.first().copied();
+    let parent_tree = match (first, *last) {
+        (Some(p), Some((lc, lt))) if p == lc => Some(lt),
+        _ => first
+            .map(|p| repo.commit(p).map(|pc| pc.tree))
+            .transpose()?,
+    };
+    *last = Some((id, c.tree));
+    let changes = if c.parents.len() >= 2 && all_commits {
+        None
+    } else {
+        Some(repo.diff_trees(parent_tree, Some(c.tree))?)
+    };
+    Ok(Read { c, changes })
 }
 
 /// A kept instance as the caller asked for it.
