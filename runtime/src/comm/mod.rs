@@ -24,9 +24,11 @@
 //!
 //! Across processes: [`env::DistEnv`] reads the torchrun-style environment, [`store`] is the
 //! TCP key-value store rank 0 serves for the rendezvous, [`TcpComm`] runs the collectives over
-//! TCP on CPUs, and `NcclComm` (feature `cuda`) on GPUs.
+//! TCP on CPUs, and `NcclComm` (feature `cuda`) on GPUs; [`MeshGroups`] splits a job into
+//! the tensor- and data-parallel sub-groups of a `tp × dp` mesh.
 
 pub mod env;
+mod mesh;
 #[cfg(feature = "cuda")]
 mod nccl;
 pub mod store;
@@ -39,6 +41,7 @@ use std::time::Duration;
 use crate::{DType, Tensor};
 
 pub use env::{DistEnv, EnvError};
+pub use mesh::{Backend, MeshGroups, SubGroup};
 #[cfg(feature = "cuda")]
 pub use nccl::{unavailable_reason as nccl_unavailable_reason, NcclComm};
 pub use store::{Rendezvous, StoreClient, StoreServer};

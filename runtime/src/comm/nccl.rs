@@ -68,7 +68,18 @@ impl NcclComm {
         ordinal: usize,
         name: &str,
     ) -> Result<Self, CommError> {
-        let rank = store.rank();
+        Self::connect_as(store, store.rank(), world, ordinal, name)
+    }
+
+    /// Joins the group `name` as `rank` of `world` (a sub-group of the store's job): the
+    /// group's rank 0 publishes the group's own unique id under `name`.
+    pub(crate) fn connect_as(
+        store: &mut StoreClient,
+        rank: usize,
+        world: usize,
+        ordinal: usize,
+        name: &str,
+    ) -> Result<Self, CommError> {
         if let Some(why) = unavailable_reason() {
             return Err(CommError::Backend {
                 op: "nccl init",

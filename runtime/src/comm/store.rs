@@ -267,6 +267,22 @@ impl StoreClient {
         self.timeout
     }
 
+    /// This process's address on the route to the store: where the other ranks (which reach
+    /// the store too) can reach a listener of this process.
+    pub fn local_host(&self) -> Result<String, CommError> {
+        let a = self
+            .stream
+            .local_addr()
+            .map_err(|e| CommError::Rendezvous {
+                rank: self.rank,
+                msg: format!("local address of the store connection: {e}"),
+            })?;
+        Ok(match a.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        })
+    }
+
     fn lost(&self, e: io::Error) -> CommError {
         CommError::Rendezvous {
             rank: self.rank,

@@ -145,7 +145,24 @@ impl TcpComm {
     /// Builds the group `name` over a joined store: rank 0 listens on an ephemeral port
     /// (advertised under the store's host), the others connect to it.
     pub fn connect(store: &mut StoreClient, world: usize, name: &str) -> Result<Self, CommError> {
-        let (rank, timeout) = (store.rank(), store.timeout());
+        let host = store
+            .addr()
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        Self::connect_as(store, store.rank(), world, name, &host)
+    }
+
+    /// Builds the group `name` in which this process is `rank` of `world` (a sub-group of the
+    /// store's job); the group's rank 0 listens on an ephemeral port advertised as `host`.
+    pub(crate) fn connect_as(
+        store: &mut StoreClient,
+        rank: usize,
+        world: usize,
+        name: &str,
+        host: &str,
+    ) -> Result<Self, CommError> {
+        let timeout = store.timeout();
         if world == 0 || rank >= world {
             return Err(CommError::Group(format!(
                 "rank {rank} is not in a group of {world}"
@@ -153,11 +170,6 @@ impl TcpComm {
         }
         let key = format!("tcp/{name}/addr");
         let rv = |msg: String| CommError::Rendezvous { rank, msg };
-        let host = store
-            .addr()
-            .rsplit_once(':')
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
         let links = if rank == 0 {
             let any = if host.contains(':') {
                 "[::]:0"
