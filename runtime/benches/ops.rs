@@ -209,6 +209,82 @@ fn memory_bound<M: Measurement>(c: &mut Criterion<M>) {
     g.finish();
 }
 
+/// BF16 inputs and outputs on the ops that read/write half tensors piecewise: a regression
+/// check that they convert only what they touch (e.g. embedding_fwd, not the whole table).
+fn bf16_paths<M: Measurement>(c: &mut Criterion<M>) {
+    let mut g = c.benchmark_group(group("bf16_paths"));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let mut rng = Rng::new(4);
+    let bf = |t: Tensor| t.cast(DType::BF16).unwrap();
+    let bzeros = |shape: &[usize]| Tensor::zeros(shape, DType::BF16, &Device::Cpu).unwrap();
+    const M: usize = 1 << 20;
+    let (a, b, dy) = (
+        bf(randn(&[M], &mut rng)),
+        bf(randn(&[M], &mut rng)),
+        bf(randn(&[M], &mut rng)),
+    );
+    let (mut o, mut o2) = (bzeros(&[M]), bzeros(&[M]));
+    g.bench_function("swiglu_fwd_1m", |bch| {
+        bch.iter(|| ops::swiglu_fwd(&mut o, &a, &b).unwrap())
+    });
+    g.bench_function("swiglu_bwd_1m", |bch| {
+        bch.iter(|| ops::swiglu_bwd(&mut o, &mut o2, &dy, &a, &b).unwrap())
+    });
+    {
+        let rows = M / 512;
+        let x = a.reshape(&[rows, 512]).unwrap();
+        let w = bf(randn(&[512], &mut rng));
+        let (mut y, mut rstd) = (bzeros(&[rows, 512]), zeros(&[rows]));
+        g.bench_function("rmsnorm_fwd_c512_1m", |bch| {
+            bch.iter(|| ops::rmsnorm_fwd(&mut y, &mut rstd, &x, &w, 1e-5).unwrap())
+        });
+        let d = dy.reshape(&[rows, 512]).unwrap();
+        let (mut dx, mut dw) = (bzeros(&[rows, 512]), zeros(&[512]));
+        g.bench_function("rmsnorm_bwd_c512_1m", |bch| {
+            bch.iter(|| ops::rmsnorm_bwd(&mut dx, &mut dw, &d, &x, &w, &rstd, false).unwrap())
+        });
+    }
+    {
+        let (v, rows) = (32768usize, M / 32768);
+        let logits = a.reshape(&[rows, v]).unwrap();
+        let tg =
+            Tensor::from_vec((0..rows as i64).map(|i| i * 7).collect::<Vec<_>>(), &[rows]).unwrap();
+        let (mut lp, mut lse, dlp) = (zeros(&[rows]), zeros(&[rows]), randn(&[rows], &mut rng));
+        g.bench_function("logprobs_fwd_v32k_1m", |bch| {
+            bch.iter(|| {
+                ops::token_logprobs_fwd(&mut lp, &mut lse, &logits, &tg, 1.0, None).unwrap()
+            })
+        });
+        let mut dl = bzeros(&[rows, v]);
+        g.bench_function("logprobs_bwd_v32k_1m", |bch| {
+            bch.iter(|| {
+                ops::token_logprobs_bwd(&mut dl, &dlp, &logits, &lse, &tg, 1.0, None).unwrap()
+            })
+        });
+        g.bench_function("softmax_v32k_1m", |bch| {
+            bch.iter(|| ops::softmax(&mut dl, &logits, 1.0).unwrap())
+        });
+    }
+    {
+        let (v, c, n) = (32768usize, 512usize, 4096usize);
+        let table = bf(randn(&[v, c], &mut rng));
+        let ids = Tensor::from_vec(
+            (0..n as i64)
+                .map(|i| i * 131 % v as i64)
+                .collect::<Vec<_>>(),
+            &[n],
+        )
+        .unwrap();
+        let mut e = bzeros(&[n, c]);
+        g.bench_function("embedding_fwd_v32k_c512_n4k", |bch| {
+            bch.iter(|| ops::embedding_fwd(&mut e, &ids, &table).unwrap())
+        });
+    }
+    g.finish();
+}
+
 /// The model's training shape: batch 4 x 256 tokens, 8 heads of 64 (hidden 512), GQA 8/4.
 fn attention<M: Measurement>(c: &mut Criterion<M>) {
     let mut g = c.benchmark_group(group("attention"));
@@ -322,6 +398,7 @@ impl ValueFormatter for CpuFormatter {
 fn run_all<M: Measurement>(c: &mut Criterion<M>) {
     matmul(c);
     memory_bound(c);
+    bf16_paths(c);
     attention(c);
 }
 

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::f32io::{F32In, F32Out};
 use super::vec;
 use crate::{Error, Result, Tensor};
 
@@ -45,7 +46,7 @@ pub(crate) fn logprobs_fwd(
     const OP: &str = "token_logprobs_fwd";
     let v = logits.dim(logits.rank() - 1);
     let tg = targets_checked(OP, targets, v, ignore)?;
-    let x = logits.f32_cow(OP)?;
+    let x = F32In::of(logits, OP)?;
     let inv_t = 1.0 / temperature;
     let lp = logp.as_mut_slice::<f32>()?;
     let ls = lse.as_mut_slice::<f32>()?;
@@ -56,9 +57,10 @@ pub(crate) fn logprobs_fwd(
     }
     lp.par_iter_mut()
         .zip(ls.par_iter_mut())
-        .zip(x.par_chunks(v))
         .zip(tg.par_iter())
-        .for_each(|(((lp, ls), row), &t)| {
+        .enumerate()
+        .for_each_init(Vec::new, |buf, (n, ((lp, ls), &t))| {
+            let row = x.get(n * v..(n + 1) * v, buf);
             let l = row_lse(row, inv_t);
             *ls = l;
             *lp = if Some(t) == ignore {
@@ -84,7 +86,7 @@ pub(crate) fn logprobs_bwd(
     const OP: &str = "token_logprobs_bwd";
     let v = logits.dim(logits.rank() - 1);
     let tg = targets_checked(OP, targets, v, ignore)?;
-    let x = logits.f32_cow(OP)?;
+    let x = F32In::of(logits, OP)?;
     let l = lse.f32_cow(OP)?;
     let g = match dlogp {
         Some(t) => Some(t.f32_cow(OP)?),
@@ -94,21 +96,27 @@ pub(crate) fn logprobs_bwd(
     if v == 0 {
         return Ok(());
     }
-    dlogits.with_f32_mut(OP, false, |dl| {
-        dl.par_chunks_mut(v).enumerate().for_each(|(n, drow)| {
-            let t = tg[n];
-            if Some(t) == ignore {
-                drow.fill(0.0);
-                return;
-            }
-            let c = scale * g.as_ref().map_or(1.0, |g| g[n]) * inv_t;
-            let row = &x[n * v..(n + 1) * v];
-            let ln = l[n];
-            vec::exp_into(drow, row, inv_t, ln, -c);
-            drow[t as usize] += c;
-        });
-        Ok(())
-    })
+    F32Out::of(dlogits, OP)?
+        .par_chunks(v)
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new()],
+            |[bd, bx], (n, drow)| {
+                let t = tg[n];
+                if Some(t) == ignore {
+                    drow.with(bd, false, |d| d.fill(0.0));
+                    return;
+                }
+                let c = scale * g.as_ref().map_or(1.0, |g| g[n]) * inv_t;
+                let row = x.get(n * v..(n + 1) * v, bx);
+                let ln = l[n];
+                drow.with(bd, false, |drow| {
+                    vec::exp_into(drow, row, inv_t, ln, -c);
+                    drow[t as usize] += c;
+                });
+            },
+        );
+    Ok(())
 }
 
 pub(crate) fn softmax(out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
@@ -117,15 +125,20 @@ pub(crate) fn softmax(out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<
     if v == 0 {
         return Ok(());
     }
-    let xf = x.f32_cow(OP)?;
+    let xf = F32In::of(x, OP)?;
     let inv_t = 1.0 / temperature;
-    out.with_f32_mut(OP, false, |o| {
-        o.par_chunks_mut(v)
-            .zip(xf.par_chunks(v))
-            .for_each(|(o, row)| {
-                let l = row_lse(row, inv_t);
-                vec::exp_into(o, row, inv_t, l, 1.0);
-            });
-        Ok(())
-    })
+    F32Out::of(out, OP)?
+        .par_chunks(v)
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new()],
+            |[bo, bx], (n, o)| {
+                let row = xf.get(n * v..(n + 1) * v, bx);
+                o.with(bo, false, |o| {
+                    let l = row_lse(row, inv_t);
+                    vec::exp_into(o, row, inv_t, l, 1.0);
+                });
+            },
+        );
+    Ok(())
 }

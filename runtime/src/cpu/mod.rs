@@ -4,6 +4,7 @@ pub(crate) mod adamw;
 pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod elementwise;
+pub(crate) mod f32io;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 pub(crate) mod nn;

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::f32io::{F32In, F32Out};
 use super::vec;
 use crate::{Error, Result, Tensor};
 
@@ -14,27 +15,32 @@ pub(crate) fn rmsnorm_fwd(
 ) -> Result<()> {
     const OP: &str = "rmsnorm_fwd";
     let c = w.numel();
-    let xf = x.f32_cow(OP)?;
+    let xf = F32In::of(x, OP)?;
     let wf = w.f32_cow(OP)?;
     let r = rstd.as_mut_slice::<f32>()?;
     if c == 0 {
         r.fill((1.0 / eps.sqrt()).max(0.0));
         return Ok(());
     }
-    out.with_f32_mut(OP, false, |o| {
-        o.par_chunks_mut(c)
-            .zip(r.par_iter_mut())
-            .zip(xf.par_chunks(c))
-            .for_each(|((o, r), x)| {
-                let ss = vec::dot(x, x);
-                let rs = 1.0 / (ss / c as f32 + eps).sqrt();
-                *r = rs;
-                for ((o, &x), &w) in o.iter_mut().zip(x).zip(wf.iter()) {
-                    *o = w * (x * rs);
-                }
-            });
-        Ok(())
-    })
+    F32Out::of(out, OP)?
+        .par_chunks(c)
+        .zip(r.par_iter_mut())
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new()],
+            |[bo, bx], (n, (o, r))| {
+                let x = xf.get(n * c..(n + 1) * c, bx);
+                o.with(bo, false, |o| {
+                    let ss = vec::dot(x, x);
+                    let rs = 1.0 / (ss / c as f32 + eps).sqrt();
+                    *r = rs;
+                    for ((o, &x), &w) in o.iter_mut().zip(x).zip(wf.iter()) {
+                        *o = w * (x * rs);
+                    }
+                });
+            },
+        );
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -52,50 +58,55 @@ pub(crate) fn rmsnorm_bwd(
     if c == 0 {
         return Ok(());
     }
-    let xf = x.f32_cow(OP)?;
+    let xf = F32In::of(x, OP)?;
     let wf = w.f32_cow(OP)?;
-    let gf = dout.f32_cow(OP)?;
+    let gf = F32In::of(dout, OP)?;
     let rf = rstd.f32_cow(OP)?;
     // A few tasks per thread: each keeps one partial dW row, summed at the end.
     let n_rows = x.numel() / c;
     let rows_per_task = n_rows.div_ceil(4 * rayon::current_num_threads()).max(16);
-    let dw_parts: Vec<Vec<f32>> = dx.with_f32_mut(OP, accumulate_dx, |dxs| {
-        Ok(dxs
-            .par_chunks_mut(c * rows_per_task)
-            .enumerate()
-            .map(|(blk, dxb)| {
-                let mut dwp = vec![0.0f32; c];
-                let mut gw = vec![0.0f32; c];
-                for (j, dxr) in dxb.chunks_mut(c).enumerate() {
-                    let n = blk * rows_per_task + j;
-                    let xr = &xf[n * c..(n + 1) * c];
-                    let gr = &gf[n * c..(n + 1) * c];
-                    let rs = rf[n];
-                    for (((gw, d), &g), (&x, &w)) in gw
-                        .iter_mut()
-                        .zip(dwp.iter_mut())
-                        .zip(gr)
-                        .zip(xr.iter().zip(wf.iter()))
-                    {
-                        *gw = g * w;
-                        *d += g * x * rs;
-                    }
-                    // mean_c(g * w * xhat) drives the projection term of d xhat / d x.
-                    let k = rs * rs * rs * vec::dot(&gw, xr) / c as f32;
-                    if accumulate_dx {
-                        for ((d, &gw), &x) in dxr.iter_mut().zip(&gw).zip(xr) {
-                            *d += rs * gw - k * x;
+    let blk_len = c * rows_per_task;
+    let mut dw_parts = vec![vec![0.0f32; c]; x.numel().div_ceil(blk_len)];
+    F32Out::of(dx, OP)?
+        .par_chunks(blk_len)
+        .zip(dw_parts.par_iter_mut())
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new(), Vec::new(), vec![0.0f32; c]],
+            |[bdx, bx, bg, gw], (blk, (dxb, dwp))| {
+                let span = blk * blk_len..blk * blk_len + dxb.len();
+                let xb = xf.get(span.clone(), bx);
+                let gb = gf.get(span, bg);
+                dxb.with(bdx, accumulate_dx, |dxb| {
+                    for (j, dxr) in dxb.chunks_mut(c).enumerate() {
+                        let n = blk * rows_per_task + j;
+                        let xr = &xb[j * c..(j + 1) * c];
+                        let gr = &gb[j * c..(j + 1) * c];
+                        let rs = rf[n];
+                        for (((gw, d), &g), (&x, &w)) in gw
+                            .iter_mut()
+                            .zip(dwp.iter_mut())
+                            .zip(gr)
+                            .zip(xr.iter().zip(wf.iter()))
+                        {
+                            *gw = g * w;
+                            *d += g * x * rs;
                         }
-                    } else {
-                        for ((d, &gw), &x) in dxr.iter_mut().zip(&gw).zip(xr) {
-                            *d = rs * gw - k * x;
+                        // mean_c(g * w * xhat) drives the projection term of d xhat / d x.
+                        let k = rs * rs * rs * vec::dot(gw, xr) / c as f32;
+                        if accumulate_dx {
+                            for ((d, &gw), &x) in dxr.iter_mut().zip(gw.iter()).zip(xr) {
+                                *d += rs * gw - k * x;
+                            }
+                        } else {
+                            for ((d, &gw), &x) in dxr.iter_mut().zip(gw.iter()).zip(xr) {
+                                *d = rs * gw - k * x;
+                            }
                         }
                     }
-                }
-                dwp
-            })
-            .collect())
-    })?;
+                });
+            },
+        );
     let dws = dw.as_mut_slice::<f32>()?;
     for p in &dw_parts {
         for (d, v) in dws.iter_mut().zip(p) {
@@ -151,15 +162,22 @@ pub(crate) fn rope(
 }
 
 pub(crate) fn swiglu_fwd(out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()> {
-    let g = gate.f32_cow("swiglu_fwd")?;
-    let u = up.f32_cow("swiglu_fwd")?;
+    const OP: &str = "swiglu_fwd";
+    let g = F32In::of(gate, OP)?;
+    let u = F32In::of(up, OP)?;
     const C: usize = super::elementwise::CHUNK;
-    out.with_f32_mut("swiglu_fwd", false, |o| {
-        o.par_chunks_mut(C)
-            .zip(g.par_chunks(C).zip(u.par_chunks(C)))
-            .for_each(|(o, (g, u))| vec::swiglu_fwd(o, g, u));
-        Ok(())
-    })
+    F32Out::of(out, OP)?
+        .par_chunks(C)
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new(), Vec::new()],
+            |[bo, bg, bu], (ci, o)| {
+                let r = ci * C..ci * C + o.len();
+                let (g, u) = (g.get(r.clone(), bg), u.get(r, bu));
+                o.with(bo, false, |o| vec::swiglu_fwd(o, g, u));
+            },
+        );
+    Ok(())
 }
 
 pub(crate) fn swiglu_bwd(
@@ -170,24 +188,27 @@ pub(crate) fn swiglu_bwd(
     up: &Tensor,
 ) -> Result<()> {
     const OP: &str = "swiglu_bwd";
-    let g = gate.f32_cow(OP)?;
-    let u = up.f32_cow(OP)?;
-    let dy = dout.f32_cow(OP)?;
+    let g = F32In::of(gate, OP)?;
+    let u = F32In::of(up, OP)?;
+    let dy = F32In::of(dout, OP)?;
     const C: usize = super::elementwise::CHUNK;
-    dgate.with_f32_mut(OP, false, |dg| {
-        dup.with_f32_mut(OP, false, |du| {
-            dg.par_chunks_mut(C)
-                .zip(du.par_chunks_mut(C))
-                .enumerate()
-                .for_each(|(ci, (dg, du))| {
-                    let o = ci * C;
-                    let n = dg.len();
-                    let (g, u, dy) = (&g[o..o + n], &u[o..o + n], &dy[o..o + n]);
-                    vec::swiglu_bwd(dg, du, dy, g, u);
+    F32Out::of(dgate, OP)?
+        .par_chunks(C)
+        .zip(F32Out::of(dup, OP)?.par_chunks(C))
+        .enumerate()
+        .for_each_init(
+            || std::array::from_fn::<Vec<f32>, 5, _>(|_| Vec::new()),
+            |[bdg, bdu, bg, bu, bdy], (ci, (dg, du))| {
+                let r = ci * C..ci * C + dg.len();
+                let g = g.get(r.clone(), bg);
+                let u = u.get(r.clone(), bu);
+                let dy = dy.get(r, bdy);
+                dg.with(bdg, false, |dg| {
+                    du.with(bdu, false, |du| vec::swiglu_bwd(dg, du, dy, g, u))
                 });
-            Ok(())
-        })
-    })
+            },
+        );
+    Ok(())
 }
 
 fn check_ids(op: &'static str, ids: &[i64], v: usize) -> Result<()> {
@@ -208,15 +229,15 @@ pub(crate) fn embedding_fwd(out: &mut Tensor, ids: &Tensor, table: &Tensor) -> R
     if c == 0 {
         return Ok(());
     }
-    let t = table.f32_cow(OP)?;
-    out.with_f32_mut(OP, false, |o| {
-        o.par_chunks_mut(c)
-            .zip(ids.par_iter())
-            .for_each(|(o, &id)| {
-                o.copy_from_slice(&t[id as usize * c..(id as usize + 1) * c]);
-            });
-        Ok(())
-    })
+    let t = F32In::of(table, OP)?;
+    F32Out::of(out, OP)?
+        .par_chunks(c)
+        .zip(ids.par_iter())
+        .for_each_init(Vec::new, |buf, (o, &id)| {
+            let row = id as usize * c..(id as usize + 1) * c;
+            o.with(buf, false, |o| t.read_into(row, o));
+        });
+    Ok(())
 }
 
 pub(crate) fn embedding_bwd(dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) -> Result<()> {

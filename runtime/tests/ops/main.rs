@@ -5,6 +5,7 @@ mod common;
 
 mod attention;
 mod elementwise;
+mod half_paths;
 mod loss;
 mod matmul;
 mod nn;
