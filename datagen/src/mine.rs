@@ -341,7 +341,11 @@ impl Miner {
         read: Result<Read>,
         window: &mut Window,
     ) -> Result<Option<Unit>> {
-        let Read { c, changes } = read?;
+        let Read {
+            c,
+            parent_tree,
+            changes,
+        } = read?;
         let (id, first) = (c.id, c.parents.first().copied());
         let k = self.opts.filter.relevant_k * 4;
         if c.parents.len() >= 2 {
@@ -373,6 +377,7 @@ impl Miner {
                 base: first,
                 head: id,
                 merge: id,
+                base_tree: parent_tree,
                 commits: vec![id],
                 title,
                 body,
@@ -406,7 +411,8 @@ impl Miner {
         let mut commits = repo.range(p1, p2)?;
         commits.reverse();
         let head = repo.commit(p2)?;
-        let changes = repo.diff_trees(Self::tree_of(repo, base)?, Some(head.tree))?;
+        let base_tree = Self::tree_of(repo, base)?;
+        let changes = repo.diff_trees(base_tree, Some(head.tree))?;
         // GitHub writes the PR title as the merge commit's body.
         let (_, rest) = split_message(&c.message);
         let (title, body) = split_message(&rest);
@@ -425,6 +431,7 @@ impl Miner {
             base,
             head: p2,
             merge: c.id,
+            base_tree,
             commits,
             title,
             body,
@@ -444,6 +451,8 @@ const READ_CHUNK: usize = 128;
 /// A commit decoded and diffed against its first parent ahead of the walk.
 struct Read {
     c: CommitInfo,
+    /// The first parent's tree.
+    parent_tree: Option<ObjectId>,
     /// `None` for merges when mining every commit (their changes are the branch's commits).
     changes: Option<Vec<Change>>,
 }
@@ -470,7 +479,11 @@ fn read_commit(
     } else {
         Some(repo.diff_trees(parent_tree, Some(c.tree))?)
     };
-    Ok(Read { c, changes })
+    Ok(Read {
+        c,
+        parent_tree,
+        changes,
+    })
 }
 
 /// A kept instance as the caller asked for it.

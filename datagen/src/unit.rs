@@ -18,6 +18,8 @@ pub struct Unit {
     pub base: Option<ObjectId>,
     pub head: ObjectId,
     pub merge: ObjectId,
+    /// `base`'s tree, known to the walk already (decoding the commit again cost ~5%).
+    pub base_tree: Option<ObjectId>,
     /// Oldest first.
     pub commits: Vec<ObjectId>,
     pub title: String,
@@ -255,19 +257,16 @@ pub fn extract(
         return Err(Outcome::Reject(Reject::NoiseOnly));
     }
 
-    let relevant_files = match unit.base {
-        Some(base) => {
-            let base_tree = repo.commit(base).map_err(Outcome::Corrupt)?.tree;
-            relevant::choose(
-                repo,
-                base_tree,
-                &unit.cochange,
-                &modified,
-                &code_context,
-                cfg,
-            )
-            .map_err(Outcome::Corrupt)?
-        }
+    let relevant_files = match unit.base_tree {
+        Some(base_tree) => relevant::choose(
+            repo,
+            base_tree,
+            &unit.cochange,
+            &modified,
+            &code_context,
+            cfg,
+        )
+        .map_err(Outcome::Corrupt)?,
         None => Vec::new(),
     };
     let relevant_files: Vec<RelevantFile> = relevant_files
