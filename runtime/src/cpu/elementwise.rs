@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::f32io::{F32In, F32Out};
 use crate::{Result, Tensor};
 
 pub(crate) const CHUNK: usize = 1 << 14;
@@ -13,64 +14,82 @@ pub(crate) fn binary(
     b: &Tensor,
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Result<()> {
-    let a = a.f32_cow(op)?;
-    let b = b.f32_cow(op)?;
-    out.with_f32_mut(op, false, |o| {
-        o.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(a, b);
-                }
-            });
-        Ok(())
-    })
+    let (a, b) = (F32In::of(a, op)?, F32In::of(b, op)?);
+    F32Out::of(out, op)?
+        .par_chunks(CHUNK)
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new(), Vec::new()],
+            |[bo, ba, bb], (ci, o)| {
+                let r = ci * CHUNK..ci * CHUNK + o.len();
+                let (a, b) = (a.get(r.clone(), ba), b.get(r, bb));
+                o.with(bo, false, |o| {
+                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                        *o = f(a, b);
+                    }
+                });
+            },
+        );
+    Ok(())
 }
 
 pub(crate) fn scale(out: &mut Tensor, x: &Tensor, s: f32) -> Result<()> {
-    let x = x.f32_cow("scale")?;
-    out.with_f32_mut("scale", false, |o| {
-        o.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o = s * x;
-                }
-            });
-        Ok(())
-    })
+    let x = F32In::of(x, "scale")?;
+    F32Out::of(out, "scale")?
+        .par_chunks(CHUNK)
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new()],
+            |[bo, bx], (ci, o)| {
+                let x = x.get(ci * CHUNK..ci * CHUNK + o.len(), bx);
+                o.with(bo, false, |o| {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = s * x;
+                    }
+                });
+            },
+        );
+    Ok(())
 }
 
 pub(crate) fn scale_inplace(x: &mut Tensor, s: f32) -> Result<()> {
-    x.with_f32_mut("scale_inplace", true, |o| {
-        o.par_chunks_mut(CHUNK)
-            .for_each(|o| o.iter_mut().for_each(|v| *v *= s));
-        Ok(())
-    })
+    F32Out::of(x, "scale_inplace")?
+        .par_chunks(CHUNK)
+        .for_each_init(Vec::new, |buf, o| {
+            o.with(buf, true, |o| o.iter_mut().for_each(|v| *v *= s))
+        });
+    Ok(())
 }
 
 pub(crate) fn axpy(y: &mut Tensor, alpha: f32, x: &Tensor) -> Result<()> {
-    let x = x.f32_cow("axpy")?;
-    y.with_f32_mut("axpy", true, |o| {
-        o.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| {
-                for (o, &x) in o.iter_mut().zip(x) {
-                    *o += alpha * x;
-                }
-            });
-        Ok(())
-    })
+    let x = F32In::of(x, "axpy")?;
+    F32Out::of(y, "axpy")?
+        .par_chunks(CHUNK)
+        .enumerate()
+        .for_each_init(
+            || [Vec::new(), Vec::new()],
+            |[bo, bx], (ci, o)| {
+                let x = x.get(ci * CHUNK..ci * CHUNK + o.len(), bx);
+                o.with(bo, true, |o| {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o += alpha * x;
+                    }
+                });
+            },
+        );
+    Ok(())
 }
 
 /// Sum of `f(x)` over all elements: f32 partial sums over runs of 256 (8 accumulators, so the
 /// loop vectorises), f64 across runs (keeps large reductions accurate). Chunk partials are
 /// collected and added in order, so the result does not depend on rayon's work splitting.
 pub(crate) fn reduce(op: &'static str, x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Result<f64> {
-    let x = x.f32_cow(op)?;
-    let partials: Vec<f64> = x
-        .par_chunks(CHUNK)
-        .map(|c| {
+    let x = F32In::of(x, op)?;
+    let n_chunks = x.len().div_ceil(CHUNK);
+    let partials: Vec<f64> = (0..n_chunks)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, ci| {
+            let c = x.get(ci * CHUNK..((ci + 1) * CHUNK).min(x.len()), buf);
             c.chunks(256)
                 .map(|r| {
                     let mut acc = [0.0f32; 8];

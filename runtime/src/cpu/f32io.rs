@@ -38,6 +38,14 @@ impl<'a> F32In<'a> {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::BF16(v) => v.len(),
+            Self::F16(v) => v.len(),
+        }
+    }
+
     /// Writes elements `r` as f32 to `dst` (same length).
     pub(crate) fn read_into(&self, r: Range<usize>, dst: &mut [f32]) {
         match *self {

@@ -136,3 +136,42 @@ fn logprobs_and_softmax_half_match_f32_path() {
         }
     }
 }
+
+#[test]
+fn elementwise_and_reductions_half_match_f32_path() {
+    let n = 40_003;
+    let mut g = rng(75);
+    for dt in HALF {
+        let a = half(&randn(&mut g, n), &[n], dt);
+        let b = half(&randn(&mut g, n), &[n], dt);
+        let b32 = up(&b);
+        for odt in [dt, DType::F32] {
+            // mixed input dtypes: one half, one f32
+            let (mut want, mut o) = (out(&[n], DType::F32), out(&[n], odt));
+            ops::add(&mut want, &up(&a), &b32).unwrap();
+            ops::add(&mut o, &a, &b32).unwrap();
+            assert_rounded_once("add", &o, &want);
+            ops::mul(&mut want, &up(&a), &b32).unwrap();
+            ops::mul(&mut o, &a, &b).unwrap();
+            assert_rounded_once("mul", &o, &want);
+            ops::scale(&mut want, &up(&a), 0.37).unwrap();
+            ops::scale(&mut o, &a, 0.37).unwrap();
+            assert_rounded_once("scale", &o, &want);
+        }
+        let (mut y32, mut y) = (up(&a), a.copy().unwrap());
+        ops::axpy(&mut y32, -1.7, &b32).unwrap();
+        ops::axpy(&mut y, -1.7, &b).unwrap();
+        assert_rounded_once("axpy", &y, &y32);
+        let (mut y32, mut y) = (up(&a), a.copy().unwrap());
+        ops::scale_inplace(&mut y32, 3.1).unwrap();
+        ops::scale_inplace(&mut y, 3.1).unwrap();
+        assert_rounded_once("scale_inplace", &y, &y32);
+        let a32 = up(&a);
+        assert_eq!(ops::sum(&a).unwrap(), ops::sum(&a32).unwrap(), "sum {dt:?}");
+        assert_eq!(
+            ops::sum_squares(&a).unwrap(),
+            ops::sum_squares(&a32).unwrap(),
+            "sum_squares {dt:?}"
+        );
+    }
+}
