@@ -1,5 +1,5 @@
 //! The JSON record of an `Instance`, written by hand: byte-identical to
-//! `serde_json::to_vec(&instance)` (a test holds it to that), but escaping strings eight
+//! `serde_json::to_vec(&instance)` (a test holds it to that), but escaping strings sixteen
 //! bytes at a time. Records are mostly file contents, and serde_json's byte-at-a-time
 //! escaping was the largest single cost of `swerl mine` after the git work.
 
@@ -10,16 +10,35 @@ use crate::instance::{Instance, RelevantFile, Stats, UnitKind};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// High bit set in each byte of `w` (little-endian lanes) that is a control character,
-/// `"` or `\\`. Borrows can mark bytes above a true match, never below one, so the
-/// lowest set bit is exact.
-fn escape_mask(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    // Below 0x20; bytes >= 0x80 (UTF-8 sequences) are masked out by `!w`.
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    control | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))
+/// Bit `k` set when byte `k` of `chunk` must be escaped (a control character, `"` or `\\`).
+/// Exact for every bit, so a chunk's escapes are handled without rescanning it.
+#[cfg(target_arch = "x86_64")]
+fn escape_mask(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let v: __m128i = bytemuck::cast(*chunk);
+    // SAFETY: SSE2 is part of the x86_64 baseline (every x86_64 CPU has it), and these
+    // intrinsics only compute on register values.
+    unsafe {
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn escape_mask(chunk: &[u8; 16]) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| needs_escape(c))
+        .fold(0, |m, (k, _)| m | 1 << k)
+}
+
+fn needs_escape(c: u8) -> bool {
+    c < 0x20 || c == b'"' || c == b'\\'
 }
 
 fn escape_byte(out: &mut Vec<u8>, b: u8) {
@@ -46,25 +65,24 @@ fn escape_byte(out: &mut Vec<u8>, b: u8) {
 /// `s` as a JSON string literal, escaped exactly as serde_json does.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    out.reserve(b.len() + 2);
+    // Code has a newline every few dozen bytes; room for those up front.
+    out.reserve(b.len() + b.len() / 16 + 2);
     out.push(b'"');
     let mut start = 0; // first byte not yet copied
-    let mut i = 0;
-    while i + 8 <= b.len() {
-        let w = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let m = escape_mask(w);
-        if m == 0 {
-            i += 8;
-            continue;
+    let mut chunks = b.chunks_exact(16);
+    for (n, chunk) in chunks.by_ref().enumerate() {
+        let mut m = escape_mask(chunk.try_into().expect("16 bytes"));
+        while m != 0 {
+            let at = n * 16 + m.trailing_zeros() as usize;
+            out.extend_from_slice(&b[start..at]);
+            escape_byte(out, b[at]);
+            start = at + 1;
+            m &= m - 1;
         }
-        let at = i + (m.trailing_zeros() / 8) as usize;
-        out.extend_from_slice(&b[start..at]);
-        escape_byte(out, b[at]);
-        start = at + 1;
-        i = at + 1;
     }
-    for (at, &c) in b.iter().enumerate().skip(i) {
-        if c < 0x20 || c == b'"' || c == b'\\' {
+    let tail = b.len() - chunks.remainder().len();
+    for (at, &c) in b.iter().enumerate().skip(tail) {
+        if needs_escape(c) {
             out.extend_from_slice(&b[start..at]);
             escape_byte(out, c);
             start = at + 1;
