@@ -141,12 +141,13 @@ pub(crate) fn rope(
     if h * d == 0 {
         return Ok(());
     }
-    x.with_f32_mut(OP, true, |xs| {
-        xs.par_chunks_mut(h * d)
-            .zip(pos.par_iter())
-            .for_each(|(tok, &p)| {
-                let c = &cf[p as usize * half..(p as usize + 1) * half];
-                let s = &sf[p as usize * half..(p as usize + 1) * half];
+    F32Out::of(x, OP)?
+        .par_chunks(h * d)
+        .zip(pos.par_iter())
+        .for_each_init(Vec::new, |buf, (tok, &p)| {
+            let c = &cf[p as usize * half..(p as usize + 1) * half];
+            let s = &sf[p as usize * half..(p as usize + 1) * half];
+            tok.with(buf, true, |tok| {
                 for head in tok.chunks_mut(d) {
                     let (x1, x2) = head.split_at_mut(half);
                     for i in 0..half {
@@ -157,8 +158,8 @@ pub(crate) fn rope(
                     }
                 }
             });
-        Ok(())
-    })
+        });
+    Ok(())
 }
 
 pub(crate) fn swiglu_fwd(out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()> {
@@ -248,7 +249,7 @@ pub(crate) fn embedding_bwd(dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) ->
     if c == 0 {
         return Ok(());
     }
-    let g = dout.f32_cow(OP)?;
+    let g = F32In::of(dout, OP)?;
     let dt = dtable.as_mut_slice::<f32>()?;
     // Parallel over column blocks: each task owns a column range of every row, so repeated ids
     // never race and the sum order per element stays the token order (deterministic).
@@ -256,8 +257,10 @@ pub(crate) fn embedding_bwd(dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) ->
     let ptr = super::matmul::SendPtr(dt.as_mut_ptr());
     (0..c.div_ceil(cb)).into_par_iter().for_each(|blk| {
         let (c0, c1) = (blk * cb, ((blk + 1) * cb).min(c));
+        // Each task converts only its own columns of `dout`, so half inputs convert once.
+        let mut buf = Vec::new();
         for (n, &id) in ids.iter().enumerate() {
-            let src = &g[n * c + c0..n * c + c1];
+            let src = g.get(n * c + c0..n * c + c1, &mut buf);
             // SAFETY: row `id` columns c0..c1 belong to this task alone; id < v was checked.
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(ptr.get().add(id as usize * c + c0), c1 - c0)

@@ -175,3 +175,34 @@ fn elementwise_and_reductions_half_match_f32_path() {
         );
     }
 }
+
+#[test]
+fn rope_and_embedding_bwd_half_match_f32_path() {
+    use runtime::rope::{rope_tables, RopeScaling};
+    let (n, h, d) = (11, 3, 16);
+    let mut g = rng(76);
+    let (cos, sin) = rope_tables(d, 10000.0, &RopeScaling::Default, 40, &Device::Cpu).unwrap();
+    let pos = ids(&[0, 39, 5, 5, 17, 2, 30, 1, 8, 22, 13], &[1, n]);
+    for dt in HALF {
+        let x = half(&randn(&mut g, n * h * d), &[1, n, h, d], dt);
+        let (mut x32, mut xh) = (up(&x), x.copy().unwrap());
+        ops::rope_fwd(&mut x32, &cos, &sin, &pos).unwrap();
+        ops::rope_fwd(&mut xh, &cos, &sin, &pos).unwrap();
+        assert_rounded_once("rope_fwd", &xh, &x32);
+        // bwd from the rounded forward result, as the half path sees it
+        let mut again = up(&xh);
+        ops::rope_bwd(&mut again, &cos, &sin, &pos).unwrap();
+        ops::rope_bwd(&mut xh, &cos, &sin, &pos).unwrap();
+        assert_rounded_once("rope_bwd", &xh, &again);
+
+        // 300 columns: several column blocks of at least 64
+        let (v, c) = (20, 300);
+        let id = ids(&[3, 19, 0, 3, 7, 7, 7, 12], &[8]);
+        let dy = half(&randn(&mut g, 8 * c), &[8, c], dt);
+        let base = randn(&mut g, v * c);
+        let (mut want, mut got) = (t32(&base, &[v, c]), t32(&base, &[v, c]));
+        ops::embedding_bwd(&mut want, &up(&dy), &id).unwrap();
+        ops::embedding_bwd(&mut got, &dy, &id).unwrap();
+        assert_eq!(bits(&got), bits(&want), "embedding_bwd ({dt:?})");
+    }
+}
