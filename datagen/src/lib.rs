@@ -2,6 +2,7 @@
 //! deduplicated, memory-mapped training instances.
 
 pub mod blobcache;
+pub mod bytescan;
 pub mod dataset;
 pub mod diff;
 pub mod error;

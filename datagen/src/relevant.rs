@@ -195,34 +195,68 @@ fn import_words(text: &str) -> HashMap<String, u32> {
     let mut line_words: Vec<&str> = Vec::new();
     // Searched per line only when the text has them at all (most texts have neither).
     let calls = text.contains("require(") || text.contains("import(");
-    for l in text.lines() {
-        let t = l.trim_start();
-        let keyword_first = matches!(
-            t.as_bytes().first(),
-            Some(b'i' | b'f' | b'u' | b'm' | b'p' | b'#')
-        );
-        let import_like = keyword_first
-            && [
-                "import ", "from ", "use ", "mod ", "pub mod ", "pub use ", "#include",
-            ]
-            .iter()
-            .any(|k| t.starts_with(k))
-            || calls && (t.contains("require(") || t.contains("import("));
-        if !import_like {
-            continue;
+    if calls {
+        for l in text.lines() {
+            count_import_line(l, true, &mut words, &mut line_words);
         }
-        line_words.clear();
-        line_words.extend(
-            t.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .filter(|w| !w.is_empty()),
-        );
-        line_words.sort_unstable();
-        line_words.dedup();
-        for w in &line_words {
-            *words.entry((*w).to_string()).or_default() += 1;
-        }
+        return words;
     }
+    // Otherwise only lines whose first non-blank byte may start a keyword can count, and
+    // finding line starts sixteen bytes at a time skips the rest cheaply. A trailing
+    // `\r` (which `lines` drops) changes neither the keyword test nor the words.
+    let b = text.as_bytes();
+    let mut start = 0;
+    let mut line = |end: usize| {
+        let first = b[start..end]
+            .iter()
+            .find(|&&c| !matches!(c, b' ' | b'\t'..=b'\r'));
+        // Non-ASCII: `trim_start` may skip Unicode blanks, so take the exact path.
+        if matches!(
+            first,
+            Some(b'i' | b'f' | b'u' | b'm' | b'p' | b'#' | 0x80..)
+        ) {
+            // `start` follows a '\n' and `end` is one or the end: both char boundaries.
+            count_import_line(&text[start..end], false, &mut words, &mut line_words);
+        }
+        start = end + 1;
+    };
+    crate::bytescan::for_each_eq(b, b'\n', &mut line);
+    line(b.len());
     words
+}
+
+/// Counts the identifiers of `l` (once each) when it is an import-like line.
+fn count_import_line<'a>(
+    l: &'a str,
+    calls: bool,
+    words: &mut HashMap<String, u32>,
+    line_words: &mut Vec<&'a str>,
+) {
+    let t = l.trim_start();
+    let keyword_first = matches!(
+        t.as_bytes().first(),
+        Some(b'i' | b'f' | b'u' | b'm' | b'p' | b'#')
+    );
+    let import_like = keyword_first
+        && [
+            "import ", "from ", "use ", "mod ", "pub mod ", "pub use ", "#include",
+        ]
+        .iter()
+        .any(|k| t.starts_with(k))
+        || calls && (t.contains("require(") || t.contains("import("));
+    if !import_like {
+        return;
+    }
+    line_words.clear();
+    line_words.extend(
+        t.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty()),
+    );
+    line_words.sort_unstable();
+    line_words.dedup();
+    for w in line_words.iter() {
+        *words.entry((*w).to_string()).or_default() += 1;
+    }
 }
 
 /// Number of import-like lines of `text` that name `target` as a whole identifier.
