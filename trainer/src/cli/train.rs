@@ -55,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              implemented for --tp {} (drop zero1 or --tp)",
             args.tp
         );
-        return tp::run(&args, cfg);
+        return tp::run(&args, cfg, cuda);
     }
     if let Some(dp) = DataParallel::from_env(cuda)? {
         anyhow::ensure!(

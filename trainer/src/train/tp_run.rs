@@ -1,5 +1,6 @@
 //! The GRPO loop on a `tp × dp` mesh of ranks: rank `r` is TP rank `r % tp` of TP group
-//! `r / tp` and DP rank `r / tp` of DP group `r % tp`. Each rank holds its TP shard and steps
+//! `r / tp` and DP rank `r / tp` of DP group `r % tp`. The ranks are threads of one process
+//! ([`run_mesh`]) or one per launched process ([`launched_rank`]); both run [`TpTrainer`]. Each rank holds its TP shard and steps
 //! it with [`grpo_step_tp`]; checkpoints gather the shards (weights and AdamW moments) into
 //! one Hugging Face folder that single-process runs (and any `tp`) can resume from.
 //!
@@ -13,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use model::optim::AdamW;
 use model::tp::{gather, load::slice_params, CountingComm, Replicas, TpModel};
 use model::{Llama, LlamaParams, ModelError};
-use runtime::comm::{Communicator, ThreadGroup};
+use runtime::comm::{Backend, Communicator, DistEnv, MeshGroups, Rendezvous, ThreadGroup};
 use runtime::{DType, Rng};
 
 use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
@@ -29,6 +30,8 @@ use crate::dp::DataParallel;
 pub struct RankComms {
     pub tp: Box<dyn Communicator>,
     pub dp: Option<DataParallel>,
+    /// A launched rank's job rendezvous; rank 0's holds the store the others joined through.
+    _rendezvous: Option<Rendezvous>,
 }
 
 impl RankComms {
@@ -68,9 +71,24 @@ pub fn thread_mesh(tp: usize, dp: usize) -> Result<Vec<RankComms>> {
         out.push(RankComms {
             tp: Box::new(tp_comm),
             dp: (dp > 1).then(|| DataParallel::new(Box::new(dp_comm))),
+            _rendezvous: None,
         });
     }
     Ok(out)
+}
+
+/// This process's rank of a `tp × (WORLD_SIZE / tp)` mesh launched one rank per process
+/// (`swerl launch`, torchrun, srun): joins the job and builds its TP and DP groups, numbered
+/// as [`thread_mesh`] numbers its ranks, so a launched run takes every sum in the same order.
+pub fn launched_rank(env: DistEnv, tp: usize, backend: Backend) -> Result<RankComms> {
+    let mut rv = Rendezvous::join(env).map_err(ModelError::Comm)?;
+    let g = MeshGroups::connect(&mut rv, tp, backend).map_err(ModelError::Comm)?;
+    let dp = (g.dp.world_size() > 1).then(|| DataParallel::new(Box::new(g.dp)));
+    Ok(RankComms {
+        tp: Box::new(g.tp),
+        dp,
+        _rendezvous: Some(rv),
+    })
 }
 
 /// Runs `f(rank, comms)` on one thread per rank of a `tp × dp` mesh; returns the results in
