@@ -107,11 +107,6 @@ pub fn file_patch(
     (out, counts)
 }
 
-/// Byte length of the first `n` lines of `text` (all of it if shorter).
-fn lines_len(text: &str, n: usize) -> usize {
-    text.split_inclusive('\n').take(n).map(str::len).sum()
-}
-
 /// Start of the last line of `t[..end]` (`end` > 0; a final line may lack its newline).
 fn last_line_start(t: &[u8], end: usize) -> usize {
     t[..end - 1]
@@ -132,17 +127,28 @@ fn tail_lines_len(t: &str, n: usize) -> usize {
     t.len() - i
 }
 
-/// Common leading and trailing whole lines of `a` and `b` (counts), never overlapping.
-fn common_lines(a: &str, b: &str) -> (usize, usize) {
-    let (mut pre_lines, mut pre_bytes) = (0, 0);
-    for (x, y) in a.split_inclusive('\n').zip(b.split_inclusive('\n')) {
-        if x != y || !x.ends_with('\n') {
-            break;
-        }
-        pre_lines += 1;
-        pre_bytes += x.len();
-    }
-    let (ra, rb) = (&a.as_bytes()[pre_bytes..], &b.as_bytes()[pre_bytes..]);
+/// Common leading and trailing whole lines of `a` and `b`, never overlapping: the byte
+/// offset just past each common leading line, and the number of common trailing lines.
+fn common_lines(a: &str, b: &str) -> (Vec<usize>, usize) {
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    // A leading line is common exactly when its '\n' lies before the first differing
+    // byte; found sixteen bytes at a time rather than line by line.
+    let same = ab
+        .chunks_exact(16)
+        .zip(bb.chunks_exact(16))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * 16;
+    let diverge = same
+        + ab[same..]
+            .iter()
+            .zip(&bb[same..])
+            .take_while(|(x, y)| x == y)
+            .count();
+    let mut pre_ends = Vec::with_capacity(diverge / 32 + 1);
+    crate::bytescan::for_each_eq(&ab[..diverge], b'\n', |i| pre_ends.push(i + 1));
+    let pre_bytes = pre_ends.last().copied().unwrap_or(0);
+    let (ra, rb) = (&ab[pre_bytes..], &bb[pre_bytes..]);
     let mut suf_lines = 0;
     let (mut ia, mut ib) = (ra.len(), rb.len());
     while ia > 0 && ib > 0 {
@@ -154,7 +160,7 @@ fn common_lines(a: &str, b: &str) -> (usize, usize) {
         ia = sa;
         ib = sb;
     }
-    (pre_lines, suf_lines)
+    (pre_ends, suf_lines)
 }
 
 /// `@@ -a,b +c,d @@` the way git (and similar) print ranges, shifted by `shift` lines.
@@ -177,6 +183,17 @@ const CONTEXT: usize = 3;
 fn split_lines(s: &str) -> Vec<&str> {
     let b = s.as_bytes();
     let mut lines = Vec::with_capacity(b.len() / 32 + 1);
+    if !b.contains(&b'\r') {
+        let mut start = 0;
+        crate::bytescan::for_each_eq(b, b'\n', |i| {
+            lines.push(&s[start..=i]);
+            start = i + 1;
+        });
+        if start < b.len() {
+            lines.push(&s[start..]);
+        }
+        return lines;
+    }
     let (mut start, mut i) = (0, 0);
     while i < b.len() {
         match b[i] {
@@ -207,13 +224,13 @@ fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
     // similar also ends lines at a lone `\r`; trimming counts `\n` lines only, so files
     // with carriage returns are diffed whole to keep the hunk line numbers exact.
     let has_cr = |t: &str| t.as_bytes().contains(&b'\r');
-    let (pre_lines, suf_lines) = if has_cr(old) || has_cr(new) {
-        (0, 0)
+    let (pre_ends, suf_lines) = if has_cr(old) || has_cr(new) {
+        (Vec::new(), 0)
     } else {
         common_lines(old, new)
     };
-    let skip = pre_lines.saturating_sub(CONTEXT);
-    let skip_bytes = lines_len(old, skip);
+    let skip = pre_ends.len().saturating_sub(CONTEXT);
+    let skip_bytes = skip.checked_sub(1).map_or(0, |k| pre_ends[k]);
     let keep_suffix = suf_lines.saturating_sub(CONTEXT);
     let old_mid = &old[skip_bytes..old.len() - tail_lines_len(old, keep_suffix)];
     let new_mid = &new[skip_bytes..new.len() - tail_lines_len(new, keep_suffix)];
@@ -312,6 +329,38 @@ pub fn similarity(a: &str, b: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `common_lines`' leading part against its definition, line by line.
+    #[test]
+    fn common_leading_lines_match_the_line_by_line_definition() {
+        let texts = [
+            "",
+            "a",
+            "a\n",
+            "a\nb",
+            "a\nb\n",
+            "a\nbc\n",
+            "a\nb\nc\n",
+            "ab\n",
+            "line one is longer than sixteen bytes\nline two\nline three is long too\n",
+            "line one is longer than sixteen bytes\nline two\nline three is long to\n",
+            "line one is longer than sixteen bytes\nline 2\n",
+        ];
+        for a in texts {
+            for b in texts {
+                let mut want = Vec::new();
+                let mut at = 0;
+                for (x, y) in a.split_inclusive('\n').zip(b.split_inclusive('\n')) {
+                    if x != y || !x.ends_with('\n') {
+                        break;
+                    }
+                    at += x.len();
+                    want.push(at);
+                }
+                assert_eq!(common_lines(a, b).0, want, "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     fn side<'a>(path: &'a str, text: &'a str) -> Side<'a> {
         Side {

@@ -354,6 +354,22 @@ pub fn choose(
 mod tests {
     use super::*;
 
+    /// The line-start shortcut against the exact per-line path, on awkward blanks.
+    #[test]
+    fn import_scan_shortcut_matches_every_line_path() {
+        let text = "import os\r\n  from a.b import c\n\u{a0}use x::y;\n\u{b}mod m;\n\
+                    \tpub use p::q; // q\nfoo import bar\n#include <z.h>\nimp\nx\n\
+                    \u{2003}import w\n\u{1c}import v\nuse last";
+        let mut want: HashMap<String, u32> = HashMap::new();
+        let mut scratch = Vec::new();
+        for l in text.lines() {
+            count_import_line(l, false, &mut want, &mut scratch);
+        }
+        assert_eq!(import_words(text), want);
+        assert_eq!(want.get("w"), Some(&1));
+        assert_eq!(want.get("v"), None);
+    }
+
     #[test]
     fn window_scores_co_changes() {
         let mut w = Window::new(3);
