@@ -232,6 +232,9 @@ fn bf16_paths<M: Measurement>(c: &mut Criterion<M>) {
     g.bench_function("swiglu_bwd_1m", |bch| {
         bch.iter(|| ops::swiglu_bwd(&mut o, &mut o2, &dy, &a, &b).unwrap())
     });
+    g.bench_function("add_1m", |bch| {
+        bch.iter(|| ops::add(&mut o, &a, &b).unwrap())
+    });
     {
         let rows = M / 512;
         let x = a.reshape(&[rows, 512]).unwrap();
@@ -280,6 +283,10 @@ fn bf16_paths<M: Measurement>(c: &mut Criterion<M>) {
         let mut e = bzeros(&[n, c]);
         g.bench_function("embedding_fwd_v32k_c512_n4k", |bch| {
             bch.iter(|| ops::embedding_fwd(&mut e, &ids, &table).unwrap())
+        });
+        let mut dt = zeros(&[v, c]);
+        g.bench_function("embedding_bwd_v32k_c512_n4k", |bch| {
+            bch.iter(|| ops::embedding_bwd(&mut dt, &e, &ids).unwrap())
         });
     }
     g.finish();
