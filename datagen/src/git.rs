@@ -496,6 +496,28 @@ impl Repo {
     }
 
     /// Every commit reachable from `head`, parents before children.
+    /// Every commit reachable from `head`, decoded, in `all_commits`' order: breadth-first
+    /// from `head` through all parents in order (gix's default walk), reversed. Decoding
+    /// here saves the readers decoding each commit a second time. `None` when any commit
+    /// cannot be read (shallow or damaged history): the caller falls back to
+    /// `all_commits`, which handles those as before.
+    pub fn all_commits_decoded(&self, head: ObjectId) -> Option<Vec<CommitInfo>> {
+        let mut seen = std::collections::HashSet::from([head]);
+        let mut next = std::collections::VecDeque::from([head]);
+        let mut out = Vec::new();
+        while let Some(id) = next.pop_front() {
+            let c = self.commit(id).ok()?;
+            for &p in &c.parents {
+                if seen.insert(p) {
+                    next.push_back(p);
+                }
+            }
+            out.push(c);
+        }
+        out.reverse();
+        Some(out)
+    }
+
     pub fn all_commits(&self, head: ObjectId) -> Result<Vec<ObjectId>> {
         let walk = self
             .repo

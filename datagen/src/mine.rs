@@ -3,7 +3,7 @@
 //! enrich and serialise batches of units; results are deduplicated and handed on in walk
 //! order, so output is identical for any `jobs`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -159,11 +159,17 @@ impl Miner {
             self.report.repos_empty.push(name);
             return Ok(());
         };
-        let order = if self.opts.all_commits {
-            repo.all_commits(head)?
+        let known = if self.opts.all_commits {
+            repo.all_commits_decoded(head).map(Known::new)
         } else {
-            self.first_parent_line(&repo, head)
+            None
         };
+        let order = match &known {
+            Some(k) => k.infos.iter().map(|c| c.id).collect(),
+            None if self.opts.all_commits => repo.all_commits(head)?,
+            None => self.first_parent_line(&repo, head),
+        };
+        let known = known.as_ref();
         let shared = repo.share();
         let jobs = self.opts.jobs.max(1);
         let cfg = self.opts.filter.clone();
@@ -212,7 +218,7 @@ impl Miner {
                         let ids = &order[c * READ_CHUNK..((c + 1) * READ_CHUNK).min(order.len())];
                         let read = ids
                             .iter()
-                            .map(|&id| read_commit(&repo, id, all_commits, &mut last))
+                            .map(|&id| read_commit(&repo, id, all_commits, &mut last, known))
                             .collect();
                         if tx.send(read).is_err() {
                             break;
@@ -445,6 +451,23 @@ impl Miner {
     }
 }
 
+/// Commits decoded by the walk that ordered them, by id.
+struct Known {
+    infos: Vec<CommitInfo>,
+    at: HashMap<ObjectId, usize>,
+}
+
+impl Known {
+    fn new(infos: Vec<CommitInfo>) -> Known {
+        let at = infos.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        Known { infos, at }
+    }
+
+    fn get(&self, id: ObjectId) -> Option<&CommitInfo> {
+        self.at.get(&id).map(|&i| &self.infos[i])
+    }
+}
+
 /// Commits per read-ahead chunk.
 const READ_CHUNK: usize = 128;
 
@@ -464,11 +487,18 @@ fn read_commit(
     id: ObjectId,
     all_commits: bool,
     last: &mut Option<(ObjectId, ObjectId)>,
+    known: Option<&Known>,
 ) -> Result<Read> {
-    let c = repo.commit(id)?;
+    let c = match known.and_then(|k| k.get(id)) {
+        Some(c) => c.clone(),
+        None => repo.commit(id)?,
+    };
     let first = c.parents.first().copied();
     let parent_tree = match (first, *last) {
         (Some(p), Some((lc, lt))) if p == lc => Some(lt),
+        (Some(p), _) if known.and_then(|k| k.get(p)).is_some() => {
+            known.and_then(|k| k.get(p)).map(|pc| pc.tree)
+        }
         _ => first
             .map(|p| repo.commit(p).map(|pc| pc.tree))
             .transpose()?,

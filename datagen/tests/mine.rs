@@ -645,3 +645,18 @@ fn import_heuristic_fills_context_when_history_has_no_co_changes() {
         vec!["src/a.py", "src/b.py"]
     );
 }
+
+#[test]
+fn decoded_walk_orders_commits_like_the_gix_rev_walk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = build(&tmp.path().join("r"));
+    let repo = datagen::git::Repo::open(&f.repo.dir).unwrap();
+    let head = repo.head().unwrap().unwrap();
+    let walked = repo.all_commits(head).unwrap();
+    let decoded = repo.all_commits_decoded(head).unwrap();
+    assert!(walked.len() > 8, "fixture has merges and branches");
+    assert_eq!(decoded.iter().map(|c| c.id).collect::<Vec<_>>(), walked);
+    for c in &decoded {
+        assert_eq!(c.tree, repo.commit(c.id).unwrap().tree);
+    }
+}
