@@ -2,67 +2,25 @@
 //! on the same problems and rollouts (every loss type's normaliser, batch-level reward
 //! scaling), the ranks stay bit-identical, only rank 0 writes; an SFT step on DP=2 equals DP=1.
 
+mod grpo_support;
+
 use std::path::{Path, PathBuf};
 
+use grpo_support::{init_model, Parity, EOS};
 use model::layers::lm_head::{shifted_targets, IGNORE};
 use model::optim::{AdamW, OptimConfig};
-use model::{Activations, GradBuffers, Llama, LlamaConfig};
+use model::{Activations, GradBuffers, Llama};
 use runtime::comm::ThreadGroup;
-use runtime::{DType, Tensor};
+use runtime::Tensor;
 use trainer::config::{GrpoConfig, LrSchedule};
 use trainer::dp::DataParallel;
 use trainer::grpo::{compute_advantages, LossType, ScaleRewards};
-use trainer::train::checkpoint::save_hf_folder;
 use trainer::train::dp_step::rank_seed;
 use trainer::train::metrics::{read_metrics, StepMetrics};
 use trainer::train::policy::deep_copy;
 use trainer::train::rollout::{self, Rollouts};
 use trainer::train::step::{score_rollouts, train_on_rollouts, StepReport};
 use trainer::train::{Learner, Reward, Scored, StepSettings, Task, Trainer};
-
-const EOS: u32 = 1;
-
-/// Prompts of 3 random tokens; reward = fraction of 4 slots holding 7 (even first token) or
-/// 9 (odd), as in the train_loop test.
-#[derive(Default)]
-struct Parity {
-    drawn: u64,
-    batch: Vec<Vec<u32>>,
-}
-
-impl Reward for Parity {
-    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
-        let t = if self.batch[problem][0].is_multiple_of(2) {
-            7
-        } else {
-            9
-        };
-        Scored {
-            reward: completion.iter().filter(|&&x| x == t).count() as f64 / 4.0,
-            format_error: None,
-        }
-    }
-}
-
-impl Task for Parity {
-    fn next_problems(&mut self, n: usize) -> trainer::train::Result<Vec<Vec<u32>>> {
-        self.batch = (0..n)
-            .map(|_| {
-                let mut rng = runtime::Rng::new(1000 + self.drawn);
-                self.drawn += 1;
-                (0..3).map(|_| 2 + rng.below(14) as u32).collect()
-            })
-            .collect();
-        Ok(self.batch.clone())
-    }
-    fn cursor(&self) -> serde_json::Value {
-        serde_json::json!(self.drawn)
-    }
-    fn restore(&mut self, c: &serde_json::Value) -> trainer::train::Result<()> {
-        self.drawn = c.as_u64().unwrap_or(0);
-        Ok(())
-    }
-}
 
 fn config(model: &Path, out: &Path, loss: LossType, scale: ScaleRewards) -> GrpoConfig {
     let mut t = toml::Table::new();
@@ -85,13 +43,6 @@ fn config(model: &Path, out: &Path, loss: LossType, scale: ScaleRewards) -> Grpo
     c.loss_type = loss;
     c.scale_rewards = scale;
     c
-}
-
-fn init_model(dir: &Path) -> PathBuf {
-    let c = LlamaConfig::new(32, 2, 4, 2, 64, 16, 64, false).unwrap();
-    let init = dir.join("init");
-    save_hf_folder(&Llama::random(c, DType::F32, 3).unwrap(), &init, None).unwrap();
-    init
 }
 
 fn weights(m: &Llama) -> Vec<Vec<f32>> {

@@ -3,66 +3,24 @@
 //! process on the same problems and rollouts; a TP checkpoint is one HF folder that resumes
 //! to the uninterrupted run's weights bit for bit.
 
-use std::path::{Path, PathBuf};
+mod grpo_support;
 
+use std::path::Path;
+
+use grpo_support::{init_model, Parity, EOS};
 use model::optim::AdamW;
 use model::tp::{gather, Replicas};
-use model::{Llama, LlamaConfig};
-use runtime::DType;
+use model::Llama;
 use trainer::config::{GrpoConfig, LrSchedule};
 use trainer::grpo::{compute_advantages, LossType, ScaleRewards};
-use trainer::train::checkpoint::{checkpoint_dir, save_hf_folder};
+use trainer::train::checkpoint::checkpoint_dir;
 use trainer::train::dp_step::rank_seed;
 use trainer::train::metrics::StepMetrics;
 use trainer::train::policy::deep_copy;
 use trainer::train::rollout::{self, Rollouts};
 use trainer::train::step::{score_rollouts, train_on_rollouts, StepReport};
 use trainer::train::tp_run::{run_mesh, TpTrainer};
-use trainer::train::{Learner, Reward, Scored, StepSettings, Task};
-
-const EOS: u32 = 1;
-
-/// Prompts of 3 random tokens; reward = fraction of 4 slots holding 7 (even first token) or
-/// 9 (odd), as in the train_loop test.
-#[derive(Default)]
-struct Parity {
-    drawn: u64,
-    batch: Vec<Vec<u32>>,
-}
-
-impl Reward for Parity {
-    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
-        let t = if self.batch[problem][0].is_multiple_of(2) {
-            7
-        } else {
-            9
-        };
-        Scored {
-            reward: completion.iter().filter(|&&x| x == t).count() as f64 / 4.0,
-            format_error: None,
-        }
-    }
-}
-
-impl Task for Parity {
-    fn next_problems(&mut self, n: usize) -> trainer::train::Result<Vec<Vec<u32>>> {
-        self.batch = (0..n)
-            .map(|_| {
-                let mut rng = runtime::Rng::new(1000 + self.drawn);
-                self.drawn += 1;
-                (0..3).map(|_| 2 + rng.below(14) as u32).collect()
-            })
-            .collect();
-        Ok(self.batch.clone())
-    }
-    fn cursor(&self) -> serde_json::Value {
-        serde_json::json!(self.drawn)
-    }
-    fn restore(&mut self, c: &serde_json::Value) -> trainer::train::Result<()> {
-        self.drawn = c.as_u64().unwrap_or(0);
-        Ok(())
-    }
-}
+use trainer::train::{Learner, StepSettings, Task};
 
 fn config(model: &Path, out: &Path) -> GrpoConfig {
     let mut t = toml::Table::new();
@@ -91,13 +49,6 @@ fn config(model: &Path, out: &Path) -> GrpoConfig {
 }
 
 /// 4 query heads, 2 KV heads, vocabulary 16: TP=2 splits the KV heads, TP=4 replicates them.
-fn init_model(dir: &Path) -> PathBuf {
-    let c = LlamaConfig::new(32, 2, 4, 2, 64, 16, 64, false).unwrap();
-    let init = dir.join("init");
-    save_hf_folder(&Llama::random(c, DType::F32, 3).unwrap(), &init, None).unwrap();
-    init
-}
-
 fn weights(params: &model::LlamaParams) -> Vec<Vec<f32>> {
     params
         .tensors()

@@ -5,8 +5,11 @@
 //! same optimizer file, resumes exactly with or without ZeRO-1, and holds ~1/dp of the state
 //! per rank. Also: a TP-only run's metrics report `dp_world` 1.
 
-use std::path::{Path, PathBuf};
+mod grpo_support;
 
+use std::path::Path;
+
+use grpo_support::{init_model, Parity, EOS};
 use model::optim::{AdamW, OptimConfig};
 use model::{Llama, LlamaConfig, LlamaParams};
 use runtime::comm::ThreadGroup;
@@ -14,55 +17,11 @@ use runtime::DType;
 use trainer::config::{GrpoConfig, LrSchedule};
 use trainer::dp::DataParallel;
 use trainer::grpo::{LossType, ScaleRewards};
-use trainer::train::checkpoint::{checkpoint_dir, save_hf_folder, OPTIMIZER_FILE};
+use trainer::train::checkpoint::{checkpoint_dir, OPTIMIZER_FILE};
 use trainer::train::metrics::{read_metrics, StepMetrics};
 use trainer::train::tp_run::{run_mesh, TpTrainer};
 use trainer::train::zero1::Zero1;
-use trainer::train::{Reward, Scored, Task, Trainer};
-
-const EOS: u32 = 1;
-
-/// Prompts of 3 random tokens; reward = fraction of 4 slots holding 7 (even first token) or
-/// 9 (odd).
-#[derive(Default)]
-struct Parity {
-    drawn: u64,
-    batch: Vec<Vec<u32>>,
-}
-
-impl Reward for Parity {
-    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
-        let t = if self.batch[problem][0].is_multiple_of(2) {
-            7
-        } else {
-            9
-        };
-        Scored {
-            reward: completion.iter().filter(|&&x| x == t).count() as f64 / 4.0,
-            format_error: None,
-        }
-    }
-}
-
-impl Task for Parity {
-    fn next_problems(&mut self, n: usize) -> trainer::train::Result<Vec<Vec<u32>>> {
-        self.batch = (0..n)
-            .map(|_| {
-                let mut rng = runtime::Rng::new(1000 + self.drawn);
-                self.drawn += 1;
-                (0..3).map(|_| 2 + rng.below(14) as u32).collect()
-            })
-            .collect();
-        Ok(self.batch.clone())
-    }
-    fn cursor(&self) -> serde_json::Value {
-        serde_json::json!(self.drawn)
-    }
-    fn restore(&mut self, c: &serde_json::Value) -> trainer::train::Result<()> {
-        self.drawn = c.as_u64().unwrap_or(0);
-        Ok(())
-    }
-}
+use trainer::train::Trainer;
 
 fn config(model: &Path, out: &Path, max_grad_norm: f64) -> GrpoConfig {
     let mut t = toml::Table::new();
@@ -91,13 +50,6 @@ fn config(model: &Path, out: &Path, max_grad_norm: f64) -> GrpoConfig {
 
 /// Vocabulary 16, 2 layers, 4 query / 2 KV heads: a parameter count that 3 does not divide
 /// (checked below), so shards straddle tensors and the last one is short.
-fn init_model(dir: &Path) -> PathBuf {
-    let c = LlamaConfig::new(32, 2, 4, 2, 64, 16, 64, false).unwrap();
-    let init = dir.join("init");
-    save_hf_folder(&Llama::random(c, DType::F32, 3).unwrap(), &init, None).unwrap();
-    init
-}
-
 fn bits(m: &Llama) -> Vec<Vec<u32>> {
     m.params
         .tensors()

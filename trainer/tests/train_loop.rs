@@ -1,78 +1,17 @@
 //! The GRPO loop on a tiny random Llama and a small verifiable task: exact resume (N steps,
 //! stop, resume, N more == 2N uninterrupted, bit for bit) and learning (reward rises).
 
+mod grpo_support;
+
 use std::path::Path;
 
-use model::{Llama, LlamaConfig};
-use runtime::DType;
+use grpo_support::{tiny_model, Parity, EOS};
+use model::Llama;
 use trainer::config::{GrpoConfig, LrSchedule};
 use trainer::grpo::{LossType, ScaleRewards};
 use trainer::train::checkpoint::{self, save_hf_folder};
 use trainer::train::metrics::read_metrics;
-use trainer::train::{Reward, Scored, Task, Trainer};
-
-const EOS: u32 = 1;
-
-/// Prompts of 3 random tokens; the answer should repeat a target token that depends on the
-/// prompt's first token's parity (7 when even, 9 when odd). Reward: fraction of the 4
-/// completion slots holding the target.
-struct Parity {
-    drawn: u64,
-    batch: Vec<Vec<u32>>,
-}
-
-impl Parity {
-    fn new() -> Self {
-        Parity {
-            drawn: 0,
-            batch: vec![],
-        }
-    }
-}
-
-fn target(prompt: &[u32]) -> u32 {
-    if prompt[0].is_multiple_of(2) {
-        7
-    } else {
-        9
-    }
-}
-
-impl Reward for Parity {
-    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
-        let t = target(&self.batch[problem]);
-        let hits = completion.iter().filter(|&&x| x == t).count();
-        Scored {
-            reward: hits as f64 / 4.0,
-            format_error: None,
-        }
-    }
-}
-
-impl Task for Parity {
-    fn next_problems(&mut self, n: usize) -> trainer::train::Result<Vec<Vec<u32>>> {
-        self.batch = (0..n)
-            .map(|_| {
-                let mut rng = runtime::Rng::new(1000 + self.drawn);
-                self.drawn += 1;
-                (0..3).map(|_| 2 + rng.below(14) as u32).collect()
-            })
-            .collect();
-        Ok(self.batch.clone())
-    }
-    fn cursor(&self) -> serde_json::Value {
-        serde_json::json!(self.drawn)
-    }
-    fn restore(&mut self, c: &serde_json::Value) -> trainer::train::Result<()> {
-        self.drawn = c.as_u64().expect("cursor is a number");
-        Ok(())
-    }
-}
-
-fn tiny_model(seed: u64) -> Llama {
-    let c = LlamaConfig::new(32, 2, 4, 2, 64, 16, 64, false).unwrap();
-    Llama::random(c, DType::F32, seed).unwrap()
-}
+use trainer::train::Trainer;
 
 fn config(model: &Path, out: &Path) -> GrpoConfig {
     let mut t: toml::Table = toml::Table::new();
@@ -127,7 +66,7 @@ fn resume_is_bit_exact() {
     let mut a = Trainer::new(
         cfg.clone(),
         Llama::load(&init).unwrap(),
-        Parity::new(),
+        Parity::default(),
         vec![EOS],
     )
     .unwrap();
@@ -139,7 +78,7 @@ fn resume_is_bit_exact() {
     let mut b = Trainer::new(
         b_cfg.clone(),
         Llama::load(&init).unwrap(),
-        Parity::new(),
+        Parity::default(),
         vec![EOS],
     )
     .unwrap();
@@ -150,7 +89,7 @@ fn resume_is_bit_exact() {
         .expect("a checkpoint");
     assert!(ckpt.ends_with("checkpoint-000003"), "{}", ckpt.display());
     b_cfg.steps = 6;
-    let mut b = Trainer::resume(b_cfg.clone(), &ckpt, Parity::new(), vec![EOS]).unwrap();
+    let mut b = Trainer::resume(b_cfg.clone(), &ckpt, Parity::default(), vec![EOS]).unwrap();
     assert_eq!(b.step, 3);
     b.run(false).unwrap();
 
@@ -195,7 +134,7 @@ fn resume_is_bit_exact() {
     // A different config is refused.
     let mut other = b_cfg.clone();
     other.learning_rate = 1.0;
-    assert!(Trainer::resume(other, &ckpt, Parity::new(), vec![EOS]).is_err());
+    assert!(Trainer::resume(other, &ckpt, Parity::default(), vec![EOS]).is_err());
 }
 
 #[test]
@@ -206,7 +145,7 @@ fn grpo_learns_a_small_verifiable_task() {
     cfg.save_steps = 0;
     cfg.per_step_problems = 8;
     cfg.num_generations = 8;
-    let mut t = Trainer::new(cfg, tiny_model(11), Parity::new(), vec![EOS]).unwrap();
+    let mut t = Trainer::new(cfg, tiny_model(11), Parity::default(), vec![EOS]).unwrap();
     let m = t.run(false).unwrap();
     let mean = |s: &[trainer::train::metrics::StepMetrics]| {
         s.iter().map(|x| x.reward_mean).sum::<f64>() / s.len() as f64

@@ -1,0 +1,75 @@
+//! The tiny verifiable GRPO task and model the trainer integration tests share.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use model::{Llama, LlamaConfig};
+use runtime::DType;
+use trainer::train::checkpoint::save_hf_folder;
+use trainer::train::{Reward, Scored, Task};
+
+pub const EOS: u32 = 1;
+
+/// Prompts of 3 random tokens; the answer should repeat a target token that depends on the
+/// prompt's first token's parity (7 when even, 9 when odd). Reward: fraction of the 4
+/// completion slots holding the target.
+#[derive(Default)]
+pub struct Parity {
+    drawn: u64,
+    batch: Vec<Vec<u32>>,
+}
+
+fn target(prompt: &[u32]) -> u32 {
+    if prompt[0].is_multiple_of(2) {
+        7
+    } else {
+        9
+    }
+}
+
+impl Reward for Parity {
+    fn score(&self, problem: usize, completion: &[u32]) -> Scored {
+        let t = target(&self.batch[problem]);
+        let hits = completion.iter().filter(|&&x| x == t).count();
+        Scored {
+            reward: hits as f64 / 4.0,
+            format_error: None,
+        }
+    }
+}
+
+impl Task for Parity {
+    fn next_problems(&mut self, n: usize) -> trainer::train::Result<Vec<Vec<u32>>> {
+        self.batch = (0..n)
+            .map(|_| {
+                // Seeded by the running problem count so a resumed task draws what the
+                // uninterrupted one would have.
+                let mut rng = runtime::Rng::new(1000 + self.drawn);
+                self.drawn += 1;
+                (0..3).map(|_| 2 + rng.below(14) as u32).collect()
+            })
+            .collect();
+        Ok(self.batch.clone())
+    }
+    fn cursor(&self) -> serde_json::Value {
+        serde_json::json!(self.drawn)
+    }
+    fn restore(&mut self, c: &serde_json::Value) -> trainer::train::Result<()> {
+        self.drawn = c.as_u64().expect("cursor is a number");
+        Ok(())
+    }
+}
+
+/// A random 2-layer Llama (vocab 32, 4 heads, 2 KV heads) small enough for debug-build tests.
+pub fn tiny_model(seed: u64) -> Llama {
+    let c = LlamaConfig::new(32, 2, 4, 2, 64, 16, 64, false).unwrap();
+    Llama::random(c, DType::F32, seed).unwrap()
+}
+
+/// Saves `tiny_model(3)` as an HF folder `dir/init` and returns its path.
+pub fn init_model(dir: &Path) -> PathBuf {
+    let init = dir.join("init");
+    save_hf_folder(&tiny_model(3), &init, None).unwrap();
+    init
+}
