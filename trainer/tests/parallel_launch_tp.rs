@@ -9,16 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::{metrics, mined_dataset, stderr, swerl, write_config};
-
-fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
-}
+use cli_support::{free_port, metrics, mined_dataset, stderr, swerl, write_config};
 
 #[test]
 fn parallel_launch_tp2_dp2_processes_equal_the_thread_mesh() {

@@ -3,70 +3,13 @@
 //! fields and a checkpoint; bad keys and values fail naming the key; `--resume latest`
 //! continues to the same weights as an uninterrupted run.
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use cli_support::{fixture_model, metrics, mined_dataset, stderr, swerl};
 use serde_json::Value;
-
-fn swerl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_swerl"))
-}
-
-fn fixture_model() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/tiny-llama"
-    ))
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}");
-}
-
-/// A repository of four one-line fixes, mined with `swerl mine --all-commits`.
-fn mined_dataset(root: &Path) -> PathBuf {
-    let repo = root.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    let mut body: Vec<String> = (0..4)
-        .map(|i| format!("def f{i}(x):\n    return x + {i}\n"))
-        .collect();
-    std::fs::write(repo.join("calc.py"), body.join("\n")).unwrap();
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "Initial version"]);
-    for i in 0..4 {
-        body[i] = format!("def f{i}(x):\n    return x - {i}\n");
-        std::fs::write(repo.join("calc.py"), body.join("\n")).unwrap();
-        git(
-            &repo,
-            &["commit", "-q", "-am", &format!("Fix f{i} to subtract")],
-        );
-    }
-    let data = root.join("data");
-    let out = swerl()
-        .args(["mine", "--all-commits", "--relevant-k", "0", "--out"])
-        .arg(&data)
-        .arg(&repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    data
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The config file: a short prompt template keeps prompts within the fixture's 512 positions.
 fn write_config(root: &Path, data: &Path) -> PathBuf {
@@ -99,14 +42,6 @@ fn train(cfg: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
-}
-
-fn metrics(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

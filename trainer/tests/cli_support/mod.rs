@@ -1,6 +1,8 @@
 //! Shared helpers for tests that run `swerl train` through the real binary: a toy repository
 //! of four one-line fixes mined into a dataset, and a small GRPO config on the fixture model.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -98,4 +100,14 @@ pub fn metrics(dir: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// A port the OS reports free now, for a launcher's rendezvous.
+pub fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
 }
