@@ -6,13 +6,13 @@ mod grpo_support;
 
 use std::path::{Path, PathBuf};
 
-use grpo_support::{init_model, Parity, EOS};
+use grpo_support::{init_model, parallel_config, Parity, EOS};
 use model::layers::lm_head::{shifted_targets, IGNORE};
 use model::optim::{AdamW, OptimConfig};
 use model::{Activations, GradBuffers, Llama};
 use runtime::comm::ThreadGroup;
 use runtime::Tensor;
-use trainer::config::{GrpoConfig, LrSchedule};
+use trainer::config::GrpoConfig;
 use trainer::dp::DataParallel;
 use trainer::grpo::{compute_advantages, LossType, ScaleRewards};
 use trainer::train::dp_step::rank_seed;
@@ -23,23 +23,7 @@ use trainer::train::step::{score_rollouts, train_on_rollouts, StepReport};
 use trainer::train::{Learner, Reward, Scored, StepSettings, Task, Trainer};
 
 fn config(model: &Path, out: &Path, loss: LossType, scale: ScaleRewards) -> GrpoConfig {
-    let mut t = toml::Table::new();
-    t.insert("model".into(), model.display().to_string().into());
-    t.insert("data_dir".into(), "unused".into());
-    t.insert("output_dir".into(), out.display().to_string().into());
-    let mut c: GrpoConfig = trainer::config::from_table(t).unwrap();
-    c.per_step_problems = 4;
-    c.num_generations = 4;
-    c.max_completion_length = 5;
-    c.max_prompt_length = 16;
-    c.learning_rate = 1e-2;
-    c.lr_schedule = LrSchedule::Constant;
-    c.warmup_steps = 0;
-    c.micro_batch = 3;
-    c.seed = 11;
-    c.beta = 0.04;
-    c.num_iterations = 2;
-    c.max_grad_norm = 0.5;
+    let mut c = parallel_config(model, out);
     c.loss_type = loss;
     c.scale_rewards = scale;
     c

@@ -7,11 +7,11 @@ mod grpo_support;
 
 use std::path::Path;
 
-use grpo_support::{init_model, Parity, EOS};
+use grpo_support::{init_model, parallel_config, Parity, EOS};
 use model::optim::AdamW;
 use model::tp::{gather, Replicas};
 use model::Llama;
-use trainer::config::{GrpoConfig, LrSchedule};
+use trainer::config::GrpoConfig;
 use trainer::grpo::{compute_advantages, LossType, ScaleRewards};
 use trainer::train::checkpoint::checkpoint_dir;
 use trainer::train::dp_step::rank_seed;
@@ -23,25 +23,10 @@ use trainer::train::tp_run::{run_mesh, TpTrainer};
 use trainer::train::{Learner, StepSettings, Task};
 
 fn config(model: &Path, out: &Path) -> GrpoConfig {
-    let mut t = toml::Table::new();
-    t.insert("model".into(), model.display().to_string().into());
-    t.insert("data_dir".into(), "unused".into());
-    t.insert("output_dir".into(), out.display().to_string().into());
-    let mut c: GrpoConfig = trainer::config::from_table(t).unwrap();
-    c.per_step_problems = 4;
-    c.num_generations = 4;
-    c.max_completion_length = 5;
-    c.max_prompt_length = 16;
+    let mut c = parallel_config(model, out);
     // Small enough that AdamW (which normalises each element's step) does not turn the
     // summation-order noise of near-zero gradients into visible weight differences.
     c.learning_rate = 1e-3;
-    c.lr_schedule = LrSchedule::Constant;
-    c.warmup_steps = 0;
-    c.micro_batch = 3;
-    c.seed = 11;
-    c.beta = 0.04;
-    c.num_iterations = 2;
-    c.max_grad_norm = 0.5;
     c.loss_type = LossType::Bnpo;
     c.scale_rewards = ScaleRewards::Batch;
     c.save_steps = 0;

@@ -9,12 +9,12 @@ mod grpo_support;
 
 use std::path::Path;
 
-use grpo_support::{init_model, Parity, EOS};
+use grpo_support::{init_model, parallel_config, Parity, EOS};
 use model::optim::{AdamW, OptimConfig};
 use model::{Llama, LlamaConfig, LlamaParams};
 use runtime::comm::ThreadGroup;
 use runtime::DType;
-use trainer::config::{GrpoConfig, LrSchedule};
+use trainer::config::GrpoConfig;
 use trainer::dp::DataParallel;
 use trainer::grpo::{LossType, ScaleRewards};
 use trainer::train::checkpoint::{checkpoint_dir, OPTIMIZER_FILE};
@@ -24,22 +24,8 @@ use trainer::train::zero1::Zero1;
 use trainer::train::Trainer;
 
 fn config(model: &Path, out: &Path, max_grad_norm: f64) -> GrpoConfig {
-    let mut t = toml::Table::new();
-    t.insert("model".into(), model.display().to_string().into());
-    t.insert("data_dir".into(), "unused".into());
-    t.insert("output_dir".into(), out.display().to_string().into());
-    let mut c: GrpoConfig = trainer::config::from_table(t).unwrap();
+    let mut c = parallel_config(model, out);
     c.per_step_problems = 6;
-    c.num_generations = 4;
-    c.max_completion_length = 5;
-    c.max_prompt_length = 16;
-    c.learning_rate = 1e-2;
-    c.lr_schedule = LrSchedule::Constant;
-    c.warmup_steps = 0;
-    c.micro_batch = 3;
-    c.seed = 11;
-    c.beta = 0.04;
-    c.num_iterations = 2;
     c.weight_decay = 0.1;
     c.max_grad_norm = max_grad_norm;
     c.loss_type = LossType::Bnpo;

@@ -5,7 +5,7 @@ mod grpo_support;
 
 use std::path::Path;
 
-use grpo_support::{tiny_model, Parity, EOS};
+use grpo_support::{default_config, tiny_model, Parity, EOS};
 use model::Llama;
 use trainer::config::{GrpoConfig, LrSchedule};
 use trainer::grpo::{LossType, ScaleRewards};
@@ -14,11 +14,7 @@ use trainer::train::metrics::read_metrics;
 use trainer::train::Trainer;
 
 fn config(model: &Path, out: &Path) -> GrpoConfig {
-    let mut t: toml::Table = toml::Table::new();
-    t.insert("model".into(), model.display().to_string().into());
-    t.insert("data_dir".into(), "unused".into());
-    t.insert("output_dir".into(), out.display().to_string().into());
-    let mut c: GrpoConfig = trainer::config::from_table(t).unwrap();
+    let mut c = default_config(model, out);
     c.per_step_problems = 4;
     c.num_generations = 6;
     c.max_completion_length = 4;

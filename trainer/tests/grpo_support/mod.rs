@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use model::{Llama, LlamaConfig};
 use runtime::DType;
+use trainer::config::{GrpoConfig, LrSchedule};
 use trainer::train::checkpoint::save_hf_folder;
 use trainer::train::{Reward, Scored, Task};
 
@@ -72,4 +73,33 @@ pub fn init_model(dir: &Path) -> PathBuf {
     let init = dir.join("init");
     save_hf_folder(&tiny_model(3), &init, None).unwrap();
     init
+}
+
+/// The trainer's defaults for `model`, writing to `out`; the task supplies the problems, so
+/// `data_dir` is never read.
+pub fn default_config(model: &Path, out: &Path) -> GrpoConfig {
+    let mut t = toml::Table::new();
+    t.insert("model".into(), model.display().to_string().into());
+    t.insert("data_dir".into(), "unused".into());
+    t.insert("output_dir".into(), out.display().to_string().into());
+    trainer::config::from_table(t).unwrap()
+}
+
+/// The small run the parallel tests compare across ranks: 4 problems × 4 samples of 5 tokens,
+/// two PPO iterations, clipping at 0.5, micro-batches of 3 that do not divide the rows.
+pub fn parallel_config(model: &Path, out: &Path) -> GrpoConfig {
+    let mut c = default_config(model, out);
+    c.per_step_problems = 4;
+    c.num_generations = 4;
+    c.max_completion_length = 5;
+    c.max_prompt_length = 16;
+    c.learning_rate = 1e-2;
+    c.lr_schedule = LrSchedule::Constant;
+    c.warmup_steps = 0;
+    c.micro_batch = 3;
+    c.seed = 11;
+    c.beta = 0.04;
+    c.num_iterations = 2;
+    c.max_grad_norm = 0.5;
+    c
 }
