@@ -154,3 +154,22 @@ pub fn latest(output_dir: &Path) -> Result<Option<PathBuf>> {
     }
     Ok(best.map(|(_, p)| p))
 }
+
+/// Loads the state at `dir` for a resume and checks `cfg` against the config it was saved
+/// with: only steps, save_steps, output_dir and zero1 (where the optimizer state lives, not
+/// the trajectory) may change.
+pub fn load_state_for(dir: &Path, cfg: &GrpoConfig) -> Result<TrainerState> {
+    let state = load_state(dir)?;
+    let mut saved = state.config.clone();
+    saved.steps = cfg.steps;
+    saved.save_steps = cfg.save_steps;
+    saved.output_dir = cfg.output_dir.clone();
+    saved.zero1 = cfg.zero1;
+    if saved != *cfg {
+        return Err(TrainError::Checkpoint(format!(
+            "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir/zero1",
+            dir.display()
+        )));
+    }
+    Ok(state)
+}

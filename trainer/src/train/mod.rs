@@ -9,6 +9,7 @@ pub mod policy;
 pub mod prompt;
 pub mod rollout;
 pub mod run;
+pub mod run_loop;
 pub mod step;
 pub mod swe;
 pub mod tp_policy;

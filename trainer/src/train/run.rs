@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use model::optim::AdamW;
 use model::Llama;
 use runtime::Rng;
 
 use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
 use super::dp_step::grpo_step_dp;
-use super::metrics::{MetricsWriter, StepMetrics};
+use super::metrics::StepMetrics;
 use super::policy::deep_copy;
+use super::run_loop::{run_steps, Steps};
 use super::step::{grpo_step, Learner, Reward, StepSettings};
 use super::zero1::{full_state_bytes, Zero1};
 use super::{Result, TrainError};
@@ -82,19 +82,7 @@ impl<T: Task> Trainer<T> {
         mut task: T,
         eos_token_ids: Vec<u32>,
     ) -> Result<Self> {
-        let state = checkpoint::load_state(dir)?;
-        let mut saved = state.config.clone();
-        saved.steps = cfg.steps;
-        saved.save_steps = cfg.save_steps;
-        saved.output_dir = cfg.output_dir.clone();
-        // Sharding the optimizer state changes where it lives, not the trajectory.
-        saved.zero1 = cfg.zero1;
-        if saved != cfg {
-            return Err(TrainError::Checkpoint(format!(
-                "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir/zero1",
-                dir.display()
-            )));
-        }
+        let state = checkpoint::load_state_for(dir, &cfg)?;
         let model = Llama::load(dir)?;
         let mut opt = AdamW::new(&model, cfg.optim_config())?;
         opt.load_state(&model, &dir.join(OPTIMIZER_FILE), state.optimizer_step)?;
@@ -247,43 +235,25 @@ impl<T: Task> Trainer<T> {
 
     /// Trains until `cfg.steps`, writing metrics and checkpoints; `progress` shows a bar.
     pub fn run(&mut self, progress: bool) -> Result<Vec<StepMetrics>> {
-        let main = self.is_main();
-        let mut writer = match main {
-            true => Some(MetricsWriter::open(&self.cfg.output_dir, self.step)?),
-            false => None,
-        };
-        let bar = if progress && main {
-            ProgressBar::new(self.cfg.steps as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("static template"),
-        );
-        bar.set_position(self.step as u64);
-        let mut all = Vec::new();
-        while self.step < self.cfg.steps {
-            let m = self.step_once()?;
-            if let Some(w) = writer.as_mut() {
-                w.write(&m)?;
-            }
-            bar.set_message(format!(
-                "reward {:.3} loss {:.4} kl {:.4} len {:.0}",
-                m.reward_mean, m.loss, m.kl, m.completion_length_mean
-            ));
-            bar.inc(1);
-            let last = self.step == self.cfg.steps;
-            let due =
-                last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps));
-            if due {
-                self.save_collective()?;
-            }
-            all.push(m);
-        }
-        bar.finish();
-        Ok(all)
+        run_steps(self, progress)
+    }
+}
+
+impl<T: Task> Steps for Trainer<T> {
+    fn config(&self) -> &GrpoConfig {
+        &self.cfg
+    }
+    fn steps_done(&self) -> usize {
+        self.step
+    }
+    fn main_rank(&self) -> bool {
+        self.is_main()
+    }
+    fn take_step(&mut self) -> Result<StepMetrics> {
+        self.step_once()
+    }
+    fn checkpoint(&mut self) -> Result<()> {
+        self.save_collective()?;
+        Ok(())
     }
 }

@@ -183,15 +183,7 @@ pub fn train_on_rollouts_dp(
     };
     let temperature = s.rollout.temperature;
     let width = rollouts.width;
-    let seqs: Vec<Sequence<'_>> = rollouts
-        .completions
-        .iter()
-        .zip(&rollouts.problem_of)
-        .map(|(c, &p)| Sequence {
-            prompt: &prompts[p],
-            completion: c,
-        })
-        .collect();
+    let seqs = sequences(rollouts, prompts);
     let mut timings = Timings::default();
 
     let t0 = Instant::now();
@@ -218,7 +210,7 @@ pub fn train_on_rollouts_dp(
     };
     timings.logprobs = t0.elapsed().as_secs_f64();
 
-    let mut totals = (0f64, 0f64, 0f64, 0f64);
+    let mut totals = [0f64; 4];
     let n = seqs.len();
     for _ in 0..s.num_iterations {
         let t0 = Instant::now();
@@ -232,11 +224,7 @@ pub fn train_on_rollouts_dp(
                 ref_logp: reference.as_deref(),
                 mask: &rollouts.mask,
             };
-            let mut g = grpo_loss(&s.loss, &x, advantages)?.grad;
-            if w_loss != 1.0 {
-                g.iter_mut().for_each(|v| *v = (*v as f64 * w_loss) as f32);
-            }
-            Ok(g)
+            weighted_loss_grad(&s.loss, &x, advantages, w_loss)
         };
         let logp = policy_backward(
             &learner.model,
@@ -288,31 +276,77 @@ pub fn train_on_rollouts_dp(
                 st
             }
         };
-        totals.0 += out.loss * w_loss;
-        totals.1 += out.kl * w_tok;
-        totals.2 += out.clip_fraction * w_tok;
-        totals.3 += stats.grad_norm;
+        totals[0] += out.loss * w_loss;
+        totals[1] += out.kl * w_tok;
+        totals[2] += out.clip_fraction * w_tok;
+        totals[3] += stats.grad_norm;
     }
     if let Some(dp) = dp {
-        let g = dp.sum_f64(&[totals.0, totals.1, totals.2])?;
-        (totals.0, totals.1, totals.2) = (g[0], g[1], g[2]);
+        let g = dp.sum_f64(&totals[..3])?;
+        totals[..3].copy_from_slice(&g);
     }
-    let it = s.num_iterations as f64;
+    Ok(iterations_report(
+        rollouts,
+        &seqs,
+        s.num_iterations,
+        totals,
+        timings,
+    ))
+}
+
+/// Pairs every completion with its problem's prompt.
+pub(super) fn sequences<'a>(rollouts: &'a Rollouts, prompts: &'a [Vec<u32>]) -> Vec<Sequence<'a>> {
+    rollouts
+        .completions
+        .iter()
+        .zip(&rollouts.problem_of)
+        .map(|(c, &p)| Sequence {
+            prompt: &prompts[p],
+            completion: c,
+        })
+        .collect()
+}
+
+/// The loss gradient for `x`, scaled by this rank's share `w_loss` of the batch's
+/// normaliser (1 without data parallelism).
+pub(super) fn weighted_loss_grad(
+    loss: &LossConfig,
+    x: &TokenLogps<'_>,
+    advantages: &[f64],
+    w_loss: f64,
+) -> Result<Vec<f32>> {
+    let mut g = grpo_loss(loss, x, advantages)?.grad;
+    if w_loss != 1.0 {
+        g.iter_mut().for_each(|v| *v = (*v as f64 * w_loss) as f32);
+    }
+    Ok(g)
+}
+
+/// The report of `num_iterations` updates on `seqs`; `totals` sums loss, KL, clip fraction
+/// and grad norm over the updates.
+pub(super) fn iterations_report(
+    rollouts: &Rollouts,
+    seqs: &[Sequence<'_>],
+    num_iterations: usize,
+    totals: [f64; 4],
+    timings: Timings,
+) -> StepReport {
+    let it = num_iterations as f64;
     let tokens: usize = seqs
         .iter()
         .map(|q| q.prompt.len() + q.completion.len())
         .sum();
-    Ok(StepReport {
+    StepReport {
         rewards: Vec::new(),
         format_errors: 0,
         completion_lens: rollouts.completions.iter().map(Vec::len).collect(),
         truncated: rollouts.truncated.iter().filter(|&&t| t).count(),
-        loss: totals.0 / it,
-        kl: totals.1 / it,
-        clip_fraction: totals.2 / it,
-        grad_norm: totals.3 / it,
+        loss: totals[0] / it,
+        kl: totals[1] / it,
+        clip_fraction: totals[2] / it,
+        grad_norm: totals[3] / it,
         generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
-        trained_tokens: tokens * s.num_iterations,
+        trained_tokens: tokens * num_iterations,
         timings,
-    })
+    }
 }

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use model::optim::AdamW;
 use model::tp::{gather, load::slice_params, CountingComm, Replicas, TpModel};
 use model::{Llama, LlamaParams, ModelError};
@@ -18,8 +17,9 @@ use runtime::comm::{Backend, Communicator, DistEnv, MeshGroups, Rendezvous, Thre
 use runtime::{DType, Rng};
 
 use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
-use super::metrics::{MetricsWriter, StepMetrics};
+use super::metrics::StepMetrics;
 use super::run::Task;
+use super::run_loop::{run_steps, Steps};
 use super::step::StepSettings;
 use super::tp_step::{grpo_step_tp, TpLearner};
 use super::{Result, TrainError};
@@ -186,18 +186,7 @@ impl<T: Task> TpTrainer<T> {
         eos_token_ids: Vec<u32>,
         comms: RankComms,
     ) -> Result<Self> {
-        let state = checkpoint::load_state(dir)?;
-        let mut saved = state.config.clone();
-        saved.steps = cfg.steps;
-        saved.save_steps = cfg.save_steps;
-        saved.output_dir = cfg.output_dir.clone();
-        saved.zero1 = cfg.zero1;
-        if saved != cfg {
-            return Err(TrainError::Checkpoint(format!(
-                "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir",
-                dir.display()
-            )));
-        }
+        let state = checkpoint::load_state_for(dir, &cfg)?;
         let (tp, rank) = (comms.tp.world_size(), comms.tp_rank());
         let model = TpModel::load(dir, DType::F32, tp, rank)?;
         let full = Llama::load(dir)?;
@@ -326,40 +315,25 @@ impl<T: Task> TpTrainer<T> {
     /// Trains until `cfg.steps`; the main rank writes metrics, shows the bar and saves
     /// checkpoints every `save_steps` and at the end.
     pub fn run(&mut self, progress: bool) -> Result<Vec<StepMetrics>> {
-        let main = self.comms.is_main();
-        let mut writer = match main {
-            true => Some(MetricsWriter::open(&self.cfg.output_dir, self.step)?),
-            false => None,
-        };
-        let bar = match progress && main {
-            true => ProgressBar::new(self.cfg.steps as u64),
-            false => ProgressBar::hidden(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("static template"),
-        );
-        bar.set_position(self.step as u64);
-        let mut all = Vec::new();
-        while self.step < self.cfg.steps {
-            let m = self.step_once()?;
-            if let Some(w) = writer.as_mut() {
-                w.write(&m)?;
-            }
-            bar.set_message(format!(
-                "reward {:.3} loss {:.4} kl {:.4} len {:.0}",
-                m.reward_mean, m.loss, m.kl, m.completion_length_mean
-            ));
-            bar.inc(1);
-            let last = self.step == self.cfg.steps;
-            if last || (self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps)) {
-                self.save()?;
-            }
-            all.push(m);
-        }
-        bar.finish();
-        Ok(all)
+        run_steps(self, progress)
+    }
+}
+
+impl<T: Task> Steps for TpTrainer<T> {
+    fn config(&self) -> &GrpoConfig {
+        &self.cfg
+    }
+    fn steps_done(&self) -> usize {
+        self.step
+    }
+    fn main_rank(&self) -> bool {
+        self.comms.is_main()
+    }
+    fn take_step(&mut self) -> Result<StepMetrics> {
+        self.step_once()
+    }
+    fn checkpoint(&mut self) -> Result<()> {
+        self.save()?;
+        Ok(())
     }
 }

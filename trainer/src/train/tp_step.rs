@@ -17,9 +17,11 @@ use model::LlamaParams;
 use runtime::comm::Communicator;
 
 use super::dp_step::{loss_weights, rank_seed};
-use super::policy::Sequence;
 use super::rollout::{self, RolloutSettings, Rollouts};
-use super::step::{score_rollouts, Reward, Scored, StepReport, StepSettings, Timings};
+use super::step::{
+    iterations_report, score_rollouts, sequences, weighted_loss_grad, Reward, Scored, StepReport,
+    StepSettings, Timings,
+};
 use super::tp_policy::{completion_logps, policy_backward};
 use super::Result;
 use crate::dp::DataParallel;
@@ -163,15 +165,7 @@ pub fn train_on_rollouts(
     };
     let temperature = s.rollout.temperature;
     let width = rollouts.width;
-    let seqs: Vec<Sequence<'_>> = rollouts
-        .completions
-        .iter()
-        .zip(&rollouts.problem_of)
-        .map(|(c, &p)| Sequence {
-            prompt: &prompts[p],
-            completion: c,
-        })
-        .collect();
+    let seqs = sequences(rollouts, prompts);
     let mut timings = Timings::default();
 
     let t0 = Instant::now();
@@ -213,11 +207,7 @@ pub fn train_on_rollouts(
                 ref_logp: reference.as_deref(),
                 mask: &rollouts.mask,
             };
-            let mut g = grpo_loss(&s.loss, &x, advantages)?.grad;
-            if w_loss != 1.0 {
-                g.iter_mut().for_each(|v| *v = (*v as f64 * w_loss) as f32);
-            }
-            Ok(g)
+            weighted_loss_grad(&s.loss, &x, advantages, w_loss)
         };
         let logp = policy_backward(
             &learner.model,
@@ -266,22 +256,11 @@ pub fn train_on_rollouts(
         let g = d.sum_f64(&totals[..3])?;
         totals[..3].copy_from_slice(&g);
     }
-    let it = s.num_iterations as f64;
-    let tokens: usize = seqs
-        .iter()
-        .map(|q| q.prompt.len() + q.completion.len())
-        .sum();
-    Ok(StepReport {
-        rewards: Vec::new(),
-        format_errors: 0,
-        completion_lens: rollouts.completions.iter().map(Vec::len).collect(),
-        truncated: rollouts.truncated.iter().filter(|&&t| t).count(),
-        loss: totals[0] / it,
-        kl: totals[1] / it,
-        clip_fraction: totals[2] / it,
-        grad_norm: totals[3] / it,
-        generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
-        trained_tokens: tokens * s.num_iterations,
+    Ok(iterations_report(
+        rollouts,
+        &seqs,
+        s.num_iterations,
+        totals,
         timings,
-    })
+    ))
 }
