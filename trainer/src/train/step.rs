@@ -187,43 +187,22 @@ pub fn train_on_rollouts_dp(
     let mut timings = Timings::default();
 
     let t0 = Instant::now();
-    let old = if s.num_iterations > 1 {
-        Some(completion_logps(
-            &learner.model,
-            &seqs,
-            width,
-            temperature,
-            s.micro_batch,
-        )?)
-    } else {
-        None
-    };
-    let reference = match (&learner.reference, s.loss.beta != 0.0) {
-        (Some(r), true) => Some(completion_logps(
-            r,
-            &seqs,
-            width,
-            temperature,
-            s.micro_batch,
-        )?),
-        _ => None,
-    };
+    let inputs = LossInputs::new(
+        s,
+        rollouts,
+        seqs.len(),
+        &learner.model,
+        learner.reference.as_ref(),
+        |m| completion_logps(m, &seqs, width, temperature, s.micro_batch),
+    )?;
     timings.logprobs = t0.elapsed().as_secs_f64();
 
     let mut totals = [0f64; 4];
-    let n = seqs.len();
     for _ in 0..s.num_iterations {
         let t0 = Instant::now();
         learner.grads.zero()?;
         let mut grad_of = |logp: &[f32]| -> Result<Vec<f32>> {
-            let x = TokenLogps {
-                n_seq: n,
-                seq_len: width,
-                logp,
-                old_logp: old.as_deref(),
-                ref_logp: reference.as_deref(),
-                mask: &rollouts.mask,
-            };
+            let x = inputs.with(logp);
             weighted_loss_grad(&s.loss, &x, advantages, w_loss)
         };
         let logp = policy_backward(
@@ -235,14 +214,7 @@ pub fn train_on_rollouts_dp(
             &mut learner.grads,
             &mut grad_of,
         )?;
-        let x = TokenLogps {
-            n_seq: n,
-            seq_len: width,
-            logp: &logp,
-            old_logp: old.as_deref(),
-            ref_logp: reference.as_deref(),
-            mask: &rollouts.mask,
-        };
+        let x = inputs.with(&logp);
         let out = grpo_loss(&s.loss, &x, advantages)?;
         let zero = match (learner.zero.as_mut(), dp.as_deref_mut()) {
             (Some(z), Some(dp)) => Some((z, dp)),
@@ -348,5 +320,55 @@ pub(super) fn iterations_report(
         generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
         trained_tokens: tokens * num_iterations,
         timings,
+    }
+}
+
+/// The inputs of a step's loss other than the policy's current log-probs.
+pub(super) struct LossInputs<'a> {
+    n_seq: usize,
+    seq_len: usize,
+    old: Option<Vec<f32>>,
+    reference: Option<Vec<f32>>,
+    mask: &'a [f32],
+}
+
+impl<'a> LossInputs<'a> {
+    /// Takes the sampling policy's log-probs (needed when the batch is reused) and then the
+    /// reference's (when `beta != 0`) with `logps`, in that order on every rank.
+    pub(super) fn new<M>(
+        s: &StepSettings,
+        rollouts: &'a Rollouts,
+        n_seq: usize,
+        policy: &M,
+        reference: Option<&M>,
+        mut logps: impl FnMut(&M) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
+        let old = match s.num_iterations > 1 {
+            true => Some(logps(policy)?),
+            false => None,
+        };
+        let reference = match (reference, s.loss.beta != 0.0) {
+            (Some(r), true) => Some(logps(r)?),
+            _ => None,
+        };
+        Ok(LossInputs {
+            n_seq,
+            seq_len: rollouts.width,
+            old,
+            reference,
+            mask: &rollouts.mask,
+        })
+    }
+
+    /// The loss inputs with `logp` as the current policy's log-probs.
+    pub(super) fn with<'b>(&'b self, logp: &'b [f32]) -> TokenLogps<'b> {
+        TokenLogps {
+            n_seq: self.n_seq,
+            seq_len: self.seq_len,
+            logp,
+            old_logp: self.old.as_deref(),
+            ref_logp: self.reference.as_deref(),
+            mask: self.mask,
+        }
     }
 }

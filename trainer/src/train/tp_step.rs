@@ -19,13 +19,13 @@ use runtime::comm::Communicator;
 use super::dp_step::{loss_weights, rank_seed};
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::step::{
-    iterations_report, score_rollouts, sequences, weighted_loss_grad, Reward, Scored, StepReport,
-    StepSettings, Timings,
+    iterations_report, score_rollouts, sequences, weighted_loss_grad, LossInputs, Reward, Scored,
+    StepReport, StepSettings, Timings,
 };
 use super::tp_policy::{completion_logps, policy_backward};
 use super::Result;
 use crate::dp::DataParallel;
-use crate::grpo::{compute_advantages, grpo_loss, TokenLogps};
+use crate::grpo::{compute_advantages, grpo_loss};
 
 /// A TP rank's training state: its shard, the optimizer over the shard, and the frozen
 /// reference's shard (held only when `beta != 0`).
@@ -169,44 +169,22 @@ pub fn train_on_rollouts(
     let mut timings = Timings::default();
 
     let t0 = Instant::now();
-    let old = match s.num_iterations > 1 {
-        true => Some(completion_logps(
-            &learner.model,
-            &seqs,
-            width,
-            temperature,
-            s.micro_batch,
-            tp,
-        )?),
-        false => None,
-    };
-    let reference = match (&learner.reference, s.loss.beta != 0.0) {
-        (Some(r), true) => Some(completion_logps(
-            r,
-            &seqs,
-            width,
-            temperature,
-            s.micro_batch,
-            tp,
-        )?),
-        _ => None,
-    };
+    let inputs = LossInputs::new(
+        s,
+        rollouts,
+        seqs.len(),
+        &learner.model,
+        learner.reference.as_ref(),
+        |m| completion_logps(m, &seqs, width, temperature, s.micro_batch, tp),
+    )?;
     timings.logprobs = t0.elapsed().as_secs_f64();
 
     let mut totals = [0f64; 4];
-    let n = seqs.len();
     for _ in 0..s.num_iterations {
         let t0 = Instant::now();
         learner.grads.zero()?;
         let mut grad_of = |logp: &[f32]| -> Result<Vec<f32>> {
-            let x = TokenLogps {
-                n_seq: n,
-                seq_len: width,
-                logp,
-                old_logp: old.as_deref(),
-                ref_logp: reference.as_deref(),
-                mask: &rollouts.mask,
-            };
+            let x = inputs.with(logp);
             weighted_loss_grad(&s.loss, &x, advantages, w_loss)
         };
         let logp = policy_backward(
@@ -219,14 +197,7 @@ pub fn train_on_rollouts(
             &mut grad_of,
             tp,
         )?;
-        let x = TokenLogps {
-            n_seq: n,
-            seq_len: width,
-            logp: &logp,
-            old_logp: old.as_deref(),
-            ref_logp: reference.as_deref(),
-            mask: &rollouts.mask,
-        };
+        let x = inputs.with(&logp);
         let out = grpo_loss(&s.loss, &x, advantages)?;
         learner
             .model
