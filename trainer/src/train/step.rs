@@ -13,7 +13,9 @@ use super::rollout::{self, RolloutSettings, Rollouts};
 use super::Result;
 use crate::config::GrpoConfig;
 use crate::dp::DataParallel;
-use crate::grpo::{compute_advantages, grpo_loss, LossConfig, ScaleRewards, TokenLogps};
+use crate::grpo::{
+    compute_advantages, grpo_loss, LossConfig, LossOutput, ScaleRewards, TokenLogps,
+};
 
 /// The reward of one completion.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -248,22 +250,9 @@ pub fn train_on_rollouts_dp(
                 st
             }
         };
-        totals[0] += out.loss * w_loss;
-        totals[1] += out.kl * w_tok;
-        totals[2] += out.clip_fraction * w_tok;
-        totals[3] += stats.grad_norm;
+        accumulate(&mut totals, &out, (w_loss, w_tok), stats.grad_norm);
     }
-    if let Some(dp) = dp {
-        let g = dp.sum_f64(&totals[..3])?;
-        totals[..3].copy_from_slice(&g);
-    }
-    Ok(iterations_report(
-        rollouts,
-        &seqs,
-        s.num_iterations,
-        totals,
-        timings,
-    ))
+    iterations_report(rollouts, &seqs, s.num_iterations, totals, timings, dp)
 }
 
 /// Pairs every completion with its problem's prompt.
@@ -294,21 +283,36 @@ pub(super) fn weighted_loss_grad(
     Ok(g)
 }
 
+/// Adds one update's weighted loss, KL and clip fraction (`w` = loss and token weights of
+/// this rank's share) and its grad norm to `totals`.
+pub(super) fn accumulate(totals: &mut [f64; 4], out: &LossOutput, w: (f64, f64), grad_norm: f64) {
+    totals[0] += out.loss * w.0;
+    totals[1] += out.kl * w.1;
+    totals[2] += out.clip_fraction * w.1;
+    totals[3] += grad_norm;
+}
+
 /// The report of `num_iterations` updates on `seqs`; `totals` sums loss, KL, clip fraction
-/// and grad norm over the updates.
+/// and grad norm over the updates, and with `dp` the first three are summed across ranks so
+/// they are the whole batch's.
 pub(super) fn iterations_report(
     rollouts: &Rollouts,
     seqs: &[Sequence<'_>],
     num_iterations: usize,
-    totals: [f64; 4],
+    mut totals: [f64; 4],
     timings: Timings,
-) -> StepReport {
+    dp: Option<&mut DataParallel>,
+) -> Result<StepReport> {
+    if let Some(dp) = dp {
+        let g = dp.sum_f64(&totals[..3])?;
+        totals[..3].copy_from_slice(&g);
+    }
     let it = num_iterations as f64;
     let tokens: usize = seqs
         .iter()
         .map(|q| q.prompt.len() + q.completion.len())
         .sum();
-    StepReport {
+    Ok(StepReport {
         rewards: Vec::new(),
         format_errors: 0,
         completion_lens: rollouts.completions.iter().map(Vec::len).collect(),
@@ -320,7 +324,7 @@ pub(super) fn iterations_report(
         generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
         trained_tokens: tokens * num_iterations,
         timings,
-    }
+    })
 }
 
 /// The inputs of a step's loss other than the policy's current log-probs.

@@ -19,8 +19,8 @@ use runtime::comm::Communicator;
 use super::dp_step::{loss_weights, rank_seed};
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::step::{
-    iterations_report, score_rollouts, sequences, weighted_loss_grad, LossInputs, Reward, Scored,
-    StepReport, StepSettings, Timings,
+    accumulate, iterations_report, score_rollouts, sequences, weighted_loss_grad, LossInputs,
+    Reward, Scored, StepReport, StepSettings, Timings,
 };
 use super::tp_policy::{completion_logps, policy_backward};
 use super::Result;
@@ -218,20 +218,7 @@ pub fn train_on_rollouts(
             norm,
         )?;
         timings.optimizer += t0.elapsed().as_secs_f64();
-        totals[0] += out.loss * w_loss;
-        totals[1] += out.kl * w_tok;
-        totals[2] += out.clip_fraction * w_tok;
-        totals[3] += stats.grad_norm;
+        accumulate(&mut totals, &out, (w_loss, w_tok), stats.grad_norm);
     }
-    if let Some(d) = dp {
-        let g = d.sum_f64(&totals[..3])?;
-        totals[..3].copy_from_slice(&g);
-    }
-    Ok(iterations_report(
-        rollouts,
-        &seqs,
-        s.num_iterations,
-        totals,
-        timings,
-    ))
+    iterations_report(rollouts, &seqs, s.num_iterations, totals, timings, dp)
 }
