@@ -27,6 +27,7 @@
 //! TCP on CPUs, and `NcclComm` (feature `cuda`) on GPUs; [`MeshGroups`] splits a job into
 //! the tensor- and data-parallel sub-groups of a `tp × dp` mesh.
 
+mod call;
 pub mod env;
 mod mesh;
 #[cfg(feature = "cuda")]

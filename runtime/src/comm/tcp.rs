@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::call::Call;
 use super::store::{Rendezvous, StoreClient};
 use super::wire::*;
 use super::{CommError, Communicator};
@@ -28,26 +29,7 @@ const ST_GONE: u8 = 1;
 const ST_TIMEOUT: u8 = 2;
 const ST_MISMATCH: u8 = 3;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Call {
-    AllReduce { numel: usize },
-    AllGather { numel: usize },
-    ReduceScatter { numel: usize },
-    Broadcast { numel: usize, root: usize },
-    Barrier,
-}
-
 impl Call {
-    fn name(self) -> &'static str {
-        match self {
-            Call::AllReduce { .. } => "all_reduce_sum",
-            Call::AllGather { .. } => "all_gather",
-            Call::ReduceScatter { .. } => "reduce_scatter_sum",
-            Call::Broadcast { .. } => "broadcast",
-            Call::Barrier => "barrier",
-        }
-    }
-
     /// Values rank `r` sends for this collective.
     fn payload_len(self, r: usize) -> usize {
         match self {

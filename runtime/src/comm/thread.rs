@@ -4,30 +4,9 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::call::Call;
 use super::{CommError, Communicator, DEFAULT_TIMEOUT};
 use crate::{DType, Tensor};
-
-/// What a rank asked for in a round; all ranks of a round must agree on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Call {
-    AllReduce { numel: usize },
-    AllGather { numel: usize },
-    ReduceScatter { numel: usize },
-    Broadcast { numel: usize, root: usize },
-    Barrier,
-}
-
-impl Call {
-    fn name(self) -> &'static str {
-        match self {
-            Call::AllReduce { .. } => "all_reduce_sum",
-            Call::AllGather { .. } => "all_gather",
-            Call::ReduceScatter { .. } => "reduce_scatter_sum",
-            Call::Broadcast { .. } => "broadcast",
-            Call::Barrier => "barrier",
-        }
-    }
-}
 
 struct State {
     /// Index of the round being assembled; a rank's own counter says which round it is in.
