@@ -3,13 +3,33 @@
 
 mod sft_support;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use model::Llama;
 use sft_support::*;
 
 fn swerl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_swerl"))
+}
+
+/// `swerl sft --quiet ARGS --model SRC --data DATA --out OUT`.
+fn sft(args: &[&str], src: &Path, data: &Path, out: &Path) -> Output {
+    swerl()
+        .args(["sft", "--quiet"])
+        .args(args)
+        .arg("--model")
+        .arg(src)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
@@ -19,31 +39,26 @@ fn sft_writes_a_loadable_folder_and_metrics() {
     let base = random_model_dir(&src, 3);
     let data = tmp.path().join("d.jsonl");
     write_jsonl(&data, &small_dataset());
-    let st = swerl()
-        .args([
-            "sft",
-            "--quiet",
+    let st = sft(
+        &[
             "--steps",
             "4",
             "--batch-size",
             "2",
             "--grad-accum",
             "2",
-        ])
-        .args(["--lr", "1e-3", "--warmup", "1", "--max-seq-len", "64"])
-        .arg("--model")
-        .arg(&src)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+            "--lr",
+            "1e-3",
+            "--warmup",
+            "1",
+            "--max-seq-len",
+            "64",
+        ],
+        &src,
+        &data,
+        &out,
     );
+    assert_ok(&st);
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = text
         .lines()
@@ -92,16 +107,7 @@ fn sft_reports_the_bad_line() {
         "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": 3}\n",
     )
     .unwrap();
-    let st = swerl()
-        .args(["sft", "--quiet", "--steps", "1"])
-        .arg("--model")
-        .arg(&src)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let st = sft(&["--steps", "1"], &src, &data, &tmp.path().join("out"));
     assert!(!st.status.success());
     let err = String::from_utf8_lossy(&st.stderr);
     assert!(err.contains(&format!("{}:2:", data.display())), "{err}");
@@ -118,31 +124,22 @@ fn swerl_generate_reproduces_a_sequence_memorised_by_swerl_sft() {
         &data,
         &[serde_json::json!({"prompt": "def add(a, b):", "completion": completion})],
     );
-    let st = swerl()
-        .args([
-            "sft",
-            "--quiet",
+    let st = sft(
+        &[
             "--steps",
             "60",
             "--lr",
             "1e-2",
             "--schedule",
             "constant",
-        ])
-        .args(["--batch-size", "1"])
-        .arg("--model")
-        .arg(&src)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+            "--batch-size",
+            "1",
+        ],
+        &src,
+        &data,
+        &out,
     );
+    assert_ok(&st);
     let gen = swerl()
         .args([
             "generate",
@@ -155,11 +152,7 @@ fn swerl_generate_reproduces_a_sequence_memorised_by_swerl_sft() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    assert_ok(&gen);
     // The EOS ends generation and is skipped when decoding; println adds the newline.
     assert_eq!(
         String::from_utf8_lossy(&gen.stdout),
