@@ -42,11 +42,17 @@ impl Default for MatmulParams {
     }
 }
 
-/// Sizes and options of an attention call after validation (see [`crate::ops::attention_fwd`]).
+/// Inputs, sizes and options of an attention call after validation (see
+/// [`crate::ops::attention_fwd`]).
 #[derive(Clone, Copy, Debug)]
 pub struct AttnArgs<'a> {
     /// The public op being served (for error messages).
     pub op: &'static str,
+    /// `[B, T, H, D]`.
+    pub q: &'a Tensor,
+    /// `[B, S, Hkv, D]`, as is `v`.
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
     pub batch: usize,
     /// Queries per sequence.
     pub t: usize,
@@ -62,6 +68,59 @@ pub struct AttnArgs<'a> {
     pub kv_lens: Option<&'a Tensor>,
     /// `[B, S]` I32/I64: nonzero where the key may be attended (padding mask).
     pub key_mask: Option<&'a Tensor>,
+}
+
+/// The tensors of an attention backward besides the inputs in [`AttnArgs`]: the gradients it
+/// writes, the output gradient, and the forward's `out` and `lse`.
+pub struct AttnGrads<'t> {
+    pub dq: &'t mut Tensor,
+    pub dk: &'t mut Tensor,
+    pub dv: &'t mut Tensor,
+    pub dout: &'t Tensor,
+    pub out: &'t Tensor,
+    pub lse: &'t Tensor,
+}
+
+/// The tensors of an RMSNorm backward (see [`crate::ops::rmsnorm_bwd`]).
+pub struct RmsNormGrads<'t> {
+    pub dx: &'t mut Tensor,
+    pub dw: &'t mut Tensor,
+    pub dout: &'t Tensor,
+    pub x: &'t Tensor,
+    pub w: &'t Tensor,
+    pub rstd: &'t Tensor,
+    pub accumulate_dx: bool,
+}
+
+/// The rows a log-probs op reads: `logits` `[..., V]`, their `targets`, and its options (see
+/// [`crate::ops::token_logprobs_fwd`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LogprobRows<'t> {
+    pub logits: &'t Tensor,
+    pub targets: &'t Tensor,
+    pub temperature: f32,
+    pub ignore_index: Option<i64>,
+}
+
+impl<'t> LogprobRows<'t> {
+    pub fn new(
+        logits: &'t Tensor,
+        targets: &'t Tensor,
+        temperature: f32,
+        ignore_index: Option<i64>,
+    ) -> Self {
+        LogprobRows {
+            logits,
+            targets,
+            temperature,
+            ignore_index,
+        }
+    }
+
+    /// The rows of a cross-entropy (temperature 1).
+    pub fn ce(logits: &'t Tensor, targets: &'t Tensor, ignore_index: i64) -> Self {
+        Self::new(logits, targets, 1.0, Some(ignore_index))
+    }
 }
 
 /// Hyper-parameters of one AdamW step (PyTorch `torch.optim.AdamW` semantics).
@@ -120,17 +179,7 @@ pub trait Backend: Send + Sync {
         w: &Tensor,
         eps: f32,
     ) -> Result<()>;
-    #[allow(clippy::too_many_arguments)]
-    fn rmsnorm_bwd(
-        &self,
-        dx: &mut Tensor,
-        dw: &mut Tensor,
-        dout: &Tensor,
-        x: &Tensor,
-        w: &Tensor,
-        rstd: &Tensor,
-        accumulate_dx: bool,
-    ) -> Result<()>;
+    fn rmsnorm_bwd(&self, g: RmsNormGrads) -> Result<()>;
     fn rope(
         &self,
         x: &mut Tensor,
@@ -139,29 +188,9 @@ pub trait Backend: Send + Sync {
         pos: &Tensor,
         inverse: bool,
     ) -> Result<()>;
-    fn attention_fwd(
-        &self,
-        out: &mut Tensor,
-        lse: Option<&mut Tensor>,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        a: &AttnArgs,
-    ) -> Result<()>;
-    #[allow(clippy::too_many_arguments)]
-    fn attention_bwd(
-        &self,
-        dq: &mut Tensor,
-        dk: &mut Tensor,
-        dv: &mut Tensor,
-        dout: &Tensor,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        out: &Tensor,
-        lse: &Tensor,
-        a: &AttnArgs,
-    ) -> Result<()>;
+    fn attention_fwd(&self, out: &mut Tensor, lse: Option<&mut Tensor>, a: &AttnArgs)
+        -> Result<()>;
+    fn attention_bwd(&self, g: AttnGrads, a: &AttnArgs) -> Result<()>;
     fn kv_cache_write(&self, cache: &mut Tensor, new: &Tensor, starts: &Tensor) -> Result<()>;
     fn swiglu_fwd(&self, out: &mut Tensor, gate: &Tensor, up: &Tensor) -> Result<()>;
     fn swiglu_bwd(
@@ -174,28 +203,15 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
     fn embedding_fwd(&self, out: &mut Tensor, ids: &Tensor, table: &Tensor) -> Result<()>;
     fn embedding_bwd(&self, dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) -> Result<()>;
-    #[allow(clippy::too_many_arguments)]
-    fn logprobs_fwd(
-        &self,
-        logp: &mut Tensor,
-        lse: &mut Tensor,
-        logits: &Tensor,
-        targets: &Tensor,
-        temperature: f32,
-        ignore_index: Option<i64>,
-    ) -> Result<()>;
+    fn logprobs_fwd(&self, logp: &mut Tensor, lse: &mut Tensor, r: &LogprobRows) -> Result<()>;
     /// `dlogits[n] = scale * g[n] * d logp[n] / d logits[n]` with `g = dlogp` or 1 when `None`.
-    #[allow(clippy::too_many_arguments)]
     fn logprobs_bwd(
         &self,
         dlogits: &mut Tensor,
         dlogp: Option<&Tensor>,
         scale: f32,
-        logits: &Tensor,
         lse: &Tensor,
-        targets: &Tensor,
-        temperature: f32,
-        ignore_index: Option<i64>,
+        r: &LogprobRows,
     ) -> Result<()>;
     fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()>;
     fn adamw(

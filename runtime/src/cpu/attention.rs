@@ -1,12 +1,14 @@
 //! Causal GQA attention on host memory (layouts in `crate::ops::attention`).
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use super::matmul::SendPtr;
 use super::vec::{self, gemm_strided, Mat};
 
-use crate::backend::AttnArgs;
-use crate::{Error, Result, Tensor};
+use crate::backend::{AttnArgs, AttnGrads};
+use crate::{Result, Tensor};
 
 /// Which keys query `t` of sequence `b` may attend: `s <= last[b] - (T-1) + t`, mask allowing.
 pub(crate) struct KeyRule {
@@ -23,20 +25,8 @@ impl KeyRule {
         let lens = match a.kv_lens {
             Some(l) => {
                 let l = l.i64_cow(op)?;
-                let mut out = Vec::with_capacity(l.len());
-                for (b, &v) in l.iter().enumerate() {
-                    if v < a.t as i64 || v as usize > a.s {
-                        return Err(Error::Invalid {
-                            op,
-                            msg: format!(
-                                "kv_lens[{b}] = {v} must be in {}..={} (T new queries, S cache rows)",
-                                a.t, a.s
-                            ),
-                        });
-                    }
-                    out.push(v as usize);
-                }
-                out
+                crate::ops::ranges::kv_lens(op, &l, a.t, a.s)?;
+                l.iter().map(|&v| v as usize).collect()
             }
             None => vec![a.q_offset + a.t; a.batch],
         };
@@ -136,21 +126,23 @@ fn softmax_rows(
     }
 }
 
+/// `q`, `k`, `v` as f32.
+type Qkv<'a> = [Cow<'a, [f32]>; 3];
+
+/// What both passes read: the key rule, the layout, query heads per KV head, and q, k, v as f32.
+fn inputs<'a>(a: &AttnArgs<'a>) -> Result<(KeyRule, Geo, usize, Qkv<'a>)> {
+    let g = Geo::of(a);
+    let qkv = [a.q.f32_cow(a.op)?, a.k.f32_cow(a.op)?, a.v.f32_cow(a.op)?];
+    Ok((KeyRule::new(a)?, g, g.h / g.hkv, qkv))
+}
+
 pub(crate) fn attention_fwd(
     out: &mut Tensor,
     lse: Option<&mut Tensor>,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
     a: &AttnArgs,
 ) -> Result<()> {
     let op = a.op;
-    let rule = KeyRule::new(a)?;
-    let g = Geo::of(a);
-    let grp = g.h / g.hkv;
-    let qf = q.f32_cow(op)?;
-    let kf = k.f32_cow(op)?;
-    let vf = v.f32_cow(op)?;
+    let (rule, g, grp, [qf, kf, vf]) = inputs(a)?;
     // lse in its saved layout [B, H, T]: task (b, h) owns one contiguous row of T.
     let mut lse_buf = vec![f32::NEG_INFINITY; a.batch * g.h * g.t];
     out.with_f32_mut(op, false, |o| {
@@ -214,32 +206,15 @@ pub(crate) fn attention_fwd(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention_bwd(
-    dq: &mut Tensor,
-    dk: &mut Tensor,
-    dv: &mut Tensor,
-    dout: &Tensor,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    out: &Tensor,
-    lse: &Tensor,
-    a: &AttnArgs,
-) -> Result<()> {
+pub(crate) fn attention_bwd(t: AttnGrads, a: &AttnArgs) -> Result<()> {
     let op = a.op;
-    let rule = KeyRule::new(a)?;
-    let g = Geo::of(a);
-    let grp = g.h / g.hkv;
-    let qf = q.f32_cow(op)?;
-    let kf = k.f32_cow(op)?;
-    let vf = v.f32_cow(op)?;
-    let of = out.f32_cow(op)?;
-    let gf = dout.f32_cow(op)?;
-    let lf = lse.f32_cow(op)?;
-    dq.with_f32_mut(op, false, |dqs| {
-        dk.with_f32_mut(op, false, |dks| {
-            dv.with_f32_mut(op, false, |dvs| {
+    let (rule, g, grp, [qf, kf, vf]) = inputs(a)?;
+    let of = t.out.f32_cow(op)?;
+    let gf = t.dout.f32_cow(op)?;
+    let lf = t.lse.f32_cow(op)?;
+    t.dq.with_f32_mut(op, false, |dqs| {
+        t.dk.with_f32_mut(op, false, |dks| {
+            t.dv.with_f32_mut(op, false, |dvs| {
                 let ptrs = (
                     SendPtr(dqs.as_mut_ptr()),
                     SendPtr(dks.as_mut_ptr()),

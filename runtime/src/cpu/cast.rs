@@ -5,7 +5,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::storage::CpuStorage;
-use crate::{Element, Error, Result, Tensor};
+use crate::{Element, Result, Tensor};
 
 const CHUNK: usize = 1 << 14;
 
@@ -106,17 +106,7 @@ pub(crate) fn kv_cache_write(cache: &mut Tensor, new: &Tensor, starts: &Tensor) 
     let (bsz, s_max, t) = (cache.dim(0), cache.dim(1), new.dim(1));
     let row: usize = cache.shape()[2..].iter().product();
     let starts = starts.i64_cow("kv_cache_write")?;
-    for (b, &st) in starts.iter().enumerate() {
-        if st < 0 || st as usize + t > s_max {
-            return Err(Error::Invalid {
-                op: "kv_cache_write",
-                msg: format!(
-                    "sequence {b}: rows {st}..{} outside cache of {s_max} rows",
-                    st + t as i64
-                ),
-            });
-        }
-    }
+    crate::ops::ranges::cache_rows("kv_cache_write", &starts, t, s_max)?;
     for (b, &st) in starts.iter().enumerate().take(bsz) {
         let src = new.narrow(b, 1)?;
         let at = (b * s_max + st as usize) * row;

@@ -4,25 +4,15 @@ use rayon::prelude::*;
 
 use super::f32io::{F32In, F32Out};
 use super::vec;
-use crate::{Error, Result, Tensor};
+use crate::backend::LogprobRows;
+use crate::{Result, Tensor};
 
-fn targets_checked(
-    op: &'static str,
-    targets: &Tensor,
-    v: usize,
-    ignore: Option<i64>,
-) -> Result<Vec<i64>> {
-    let t = targets.i64_cow(op)?.into_owned();
-    if let Some(&bad) = t
-        .iter()
-        .find(|&&x| Some(x) != ignore && (x < 0 || x as usize >= v))
-    {
-        return Err(Error::Invalid {
-            op,
-            msg: format!("target {bad} outside vocabulary of {v} (ignore_index {ignore:?})"),
-        });
-    }
-    Ok(t)
+/// The vocabulary size, the targets (each checked against it) and the logits of `r`.
+fn rows_checked<'t>(op: &'static str, r: &LogprobRows<'t>) -> Result<(usize, Vec<i64>, F32In<'t>)> {
+    let v = r.logits.dim(r.logits.rank() - 1);
+    let t = r.targets.i64_cow(op)?.into_owned();
+    crate::ops::ranges::targets(op, &t, v, r.ignore_index)?;
+    Ok((v, t, F32In::of(r.logits, op)?))
 }
 
 /// `max` and `logsumexp` of `row * inv_t`.
@@ -35,19 +25,11 @@ fn row_lse(row: &[f32], inv_t: f32) -> f32 {
     mx + vec::sum_exp(row, inv_t, mx).ln()
 }
 
-pub(crate) fn logprobs_fwd(
-    logp: &mut Tensor,
-    lse: &mut Tensor,
-    logits: &Tensor,
-    targets: &Tensor,
-    temperature: f32,
-    ignore: Option<i64>,
-) -> Result<()> {
+pub(crate) fn logprobs_fwd(logp: &mut Tensor, lse: &mut Tensor, r: &LogprobRows) -> Result<()> {
     const OP: &str = "token_logprobs_fwd";
-    let v = logits.dim(logits.rank() - 1);
-    let tg = targets_checked(OP, targets, v, ignore)?;
-    let x = F32In::of(logits, OP)?;
-    let inv_t = 1.0 / temperature;
+    let (v, tg, x) = rows_checked(OP, r)?;
+    let ignore = r.ignore_index;
+    let inv_t = 1.0 / r.temperature;
     let lp = logp.as_mut_slice::<f32>()?;
     let ls = lse.as_mut_slice::<f32>()?;
     if v == 0 {
@@ -72,27 +54,22 @@ pub(crate) fn logprobs_fwd(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn logprobs_bwd(
     dlogits: &mut Tensor,
     dlogp: Option<&Tensor>,
     scale: f32,
-    logits: &Tensor,
     lse: &Tensor,
-    targets: &Tensor,
-    temperature: f32,
-    ignore: Option<i64>,
+    r: &LogprobRows,
 ) -> Result<()> {
     const OP: &str = "token_logprobs_bwd";
-    let v = logits.dim(logits.rank() - 1);
-    let tg = targets_checked(OP, targets, v, ignore)?;
-    let x = F32In::of(logits, OP)?;
+    let (v, tg, x) = rows_checked(OP, r)?;
+    let ignore = r.ignore_index;
     let l = lse.f32_cow(OP)?;
     let g = match dlogp {
         Some(t) => Some(t.f32_cow(OP)?),
         None => None,
     };
-    let inv_t = 1.0 / temperature;
+    let inv_t = 1.0 / r.temperature;
     if v == 0 {
         return Ok(());
     }

@@ -10,7 +10,9 @@ pub(crate) mod matmul;
 pub(crate) mod nn;
 pub(crate) mod vec;
 
-use crate::backend::{AdamWParams, AttnArgs, Backend, MatmulDims, MatmulParams};
+use crate::backend::{
+    AdamWParams, AttnArgs, AttnGrads, Backend, LogprobRows, MatmulDims, MatmulParams, RmsNormGrads,
+};
 use crate::{Result, Tensor};
 
 /// The host backend (always available).
@@ -68,17 +70,8 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         nn::rmsnorm_fwd(out, rstd, x, w, eps)
     }
-    fn rmsnorm_bwd(
-        &self,
-        dx: &mut Tensor,
-        dw: &mut Tensor,
-        dout: &Tensor,
-        x: &Tensor,
-        w: &Tensor,
-        rstd: &Tensor,
-        accumulate_dx: bool,
-    ) -> Result<()> {
-        nn::rmsnorm_bwd(dx, dw, dout, x, w, rstd, accumulate_dx)
+    fn rmsnorm_bwd(&self, g: RmsNormGrads) -> Result<()> {
+        nn::rmsnorm_bwd(g)
     }
     fn rope(
         &self,
@@ -94,27 +87,12 @@ impl Backend for CpuBackend {
         &self,
         out: &mut Tensor,
         lse: Option<&mut Tensor>,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
         a: &AttnArgs,
     ) -> Result<()> {
-        attention::attention_fwd(out, lse, q, k, v, a)
+        attention::attention_fwd(out, lse, a)
     }
-    fn attention_bwd(
-        &self,
-        dq: &mut Tensor,
-        dk: &mut Tensor,
-        dv: &mut Tensor,
-        dout: &Tensor,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        out: &Tensor,
-        lse: &Tensor,
-        a: &AttnArgs,
-    ) -> Result<()> {
-        attention::attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, a)
+    fn attention_bwd(&self, g: AttnGrads, a: &AttnArgs) -> Result<()> {
+        attention::attention_bwd(g, a)
     }
     fn kv_cache_write(&self, cache: &mut Tensor, new: &Tensor, starts: &Tensor) -> Result<()> {
         cast::kv_cache_write(cache, new, starts)
@@ -138,38 +116,18 @@ impl Backend for CpuBackend {
     fn embedding_bwd(&self, dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) -> Result<()> {
         nn::embedding_bwd(dtable, dout, ids)
     }
-    fn logprobs_fwd(
-        &self,
-        logp: &mut Tensor,
-        lse: &mut Tensor,
-        logits: &Tensor,
-        targets: &Tensor,
-        temperature: f32,
-        ignore_index: Option<i64>,
-    ) -> Result<()> {
-        loss::logprobs_fwd(logp, lse, logits, targets, temperature, ignore_index)
+    fn logprobs_fwd(&self, logp: &mut Tensor, lse: &mut Tensor, r: &LogprobRows) -> Result<()> {
+        loss::logprobs_fwd(logp, lse, r)
     }
     fn logprobs_bwd(
         &self,
         dlogits: &mut Tensor,
         dlogp: Option<&Tensor>,
         scale: f32,
-        logits: &Tensor,
         lse: &Tensor,
-        targets: &Tensor,
-        temperature: f32,
-        ignore_index: Option<i64>,
+        r: &LogprobRows,
     ) -> Result<()> {
-        loss::logprobs_bwd(
-            dlogits,
-            dlogp,
-            scale,
-            logits,
-            lse,
-            targets,
-            temperature,
-            ignore_index,
-        )
+        loss::logprobs_bwd(dlogits, dlogp, scale, lse, r)
     }
     fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
         loss::softmax(out, x, temperature)

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::f32io::{F32In, F32Out};
 use super::vec;
+use crate::backend::RmsNormGrads;
 use crate::{Error, Result, Tensor};
 
 pub(crate) fn rmsnorm_fwd(
@@ -43,31 +44,23 @@ pub(crate) fn rmsnorm_fwd(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rmsnorm_bwd(
-    dx: &mut Tensor,
-    dw: &mut Tensor,
-    dout: &Tensor,
-    x: &Tensor,
-    w: &Tensor,
-    rstd: &Tensor,
-    accumulate_dx: bool,
-) -> Result<()> {
+pub(crate) fn rmsnorm_bwd(args: RmsNormGrads) -> Result<()> {
     const OP: &str = "rmsnorm_bwd";
+    let (x, w, accumulate_dx) = (args.x, args.w, args.accumulate_dx);
     let c = w.numel();
     if c == 0 {
         return Ok(());
     }
     let xf = F32In::of(x, OP)?;
     let wf = w.f32_cow(OP)?;
-    let gf = F32In::of(dout, OP)?;
-    let rf = rstd.f32_cow(OP)?;
+    let gf = F32In::of(args.dout, OP)?;
+    let rf = args.rstd.f32_cow(OP)?;
     // A few tasks per thread: each keeps one partial dW row, summed at the end.
     let n_rows = x.numel() / c;
     let rows_per_task = n_rows.div_ceil(4 * rayon::current_num_threads()).max(16);
     let blk_len = c * rows_per_task;
     let mut dw_parts = vec![vec![0.0f32; c]; x.numel().div_ceil(blk_len)];
-    F32Out::of(dx, OP)?
+    F32Out::of(args.dx, OP)?
         .par_chunks(blk_len)
         .zip(dw_parts.par_iter_mut())
         .enumerate()
@@ -107,7 +100,7 @@ pub(crate) fn rmsnorm_bwd(
                 });
             },
         );
-    let dws = dw.as_mut_slice::<f32>()?;
+    let dws = args.dw.as_mut_slice::<f32>()?;
     for p in &dw_parts {
         for (d, v) in dws.iter_mut().zip(p) {
             *d += v;
@@ -129,12 +122,7 @@ pub(crate) fn rope(
     let half = d / 2;
     let p_max = cos.dim(0);
     let pos = pos.i64_cow(OP)?;
-    if let Some(&bad) = pos.iter().find(|&&p| p < 0 || p as usize >= p_max) {
-        return Err(Error::Invalid {
-            op: OP,
-            msg: format!("position {bad} outside the table of {p_max} positions"),
-        });
-    }
+    crate::ops::ranges::positions(OP, &pos, p_max)?;
     let cf = cos.as_slice::<f32>()?;
     let sf = sin.as_slice::<f32>()?;
     let sign = if inverse { -1.0f32 } else { 1.0 };

@@ -9,10 +9,12 @@
 use half::{bf16, f16};
 
 use super::util::{
-    float_dispatch, gpu_of, ids_i32, not_implemented, one_dtype, reduce, view, with_mut,
+    float_dispatch, gpu_of, ids_i32, ids_view, not_implemented, one_dtype, reduce, view, with_mut,
 };
 use super::{dev_err, loss_optim, seq};
-use crate::backend::{AdamWParams, AttnArgs, Backend, MatmulDims, MatmulParams};
+use crate::backend::{
+    AdamWParams, AttnArgs, AttnGrads, Backend, LogprobRows, MatmulDims, MatmulParams, RmsNormGrads,
+};
 use crate::{DType, Error, Result, Tensor};
 
 /// The CUDA backend; the device of each call is the one its tensors live on.
@@ -215,28 +217,19 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn rmsnorm_bwd(
-        &self,
-        dx: &mut Tensor,
-        dw: &mut Tensor,
-        dout: &Tensor,
-        x: &Tensor,
-        w: &Tensor,
-        rstd: &Tensor,
-        accumulate_dx: bool,
-    ) -> Result<()> {
+    fn rmsnorm_bwd(&self, g: RmsNormGrads) -> Result<()> {
         const OP: &str = "rmsnorm_bwd";
-        let gpu = gpu_of(OP, x)?;
-        let d = w.numel();
-        let rows = x.numel().checked_div(d).unwrap_or(0);
-        float_dispatch!(one_dtype(OP, &[dx, dout, x, w])?, OP, E => unsafe {
+        let gpu = gpu_of(OP, g.x)?;
+        let d = g.w.numel();
+        let rows = g.x.numel().checked_div(d).unwrap_or(0);
+        float_dispatch!(one_dtype(OP, &[g.dx, g.dout, g.x, g.w])?, OP, E => unsafe {
             // SAFETY: one dtype for dx, dout, x, w (E); dw and rstd are F32 (checked by ops).
-            let (xv, wv, dyv) = (view::<E>(OP, x)?, view::<E>(OP, w)?, view::<E>(OP, dout)?);
-            let rv = view::<f32>(OP, rstd)?;
-            with_mut::<E, _>(OP, dx, |dxv| {
-                with_mut::<f32, _>(OP, dw, |dwv| {
+            let (xv, wv) = (view::<E>(OP, g.x)?, view::<E>(OP, g.w)?);
+            let (dyv, rv) = (view::<E>(OP, g.dout)?, view::<f32>(OP, g.rstd)?);
+            with_mut::<E, _>(OP, g.dx, |dxv| {
+                with_mut::<f32, _>(OP, g.dw, |dwv| {
                     kernels::rmsnorm::rmsnorm_bwd::<E>(
-                        gpu, &xv, &wv, &rv, &dyv, dxv, dwv, rows, d, accumulate_dx,
+                        gpu, &xv, &wv, &rv, &dyv, dxv, dwv, rows, d, g.accumulate_dx,
                     )
                     .map_err(dev_err(OP))
                 })
@@ -259,39 +252,13 @@ impl Backend for CudaBackend {
         &self,
         out: &mut Tensor,
         lse: Option<&mut Tensor>,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
         a: &AttnArgs,
     ) -> Result<()> {
-        seq::attention_fwd(out, lse, q, k, v, a)
+        seq::attention_fwd(out, lse, a)
     }
 
-    fn attention_bwd(
-        &self,
-        dq: &mut Tensor,
-        dk: &mut Tensor,
-        dv: &mut Tensor,
-        dout: &Tensor,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        out: &Tensor,
-        lse: &Tensor,
-        a: &AttnArgs,
-    ) -> Result<()> {
-        let t = seq::AttnBwd {
-            dq,
-            dk,
-            dv,
-            dout,
-            q,
-            k,
-            v,
-            out,
-            lse,
-        };
-        seq::attention_bwd(t, a)
+    fn attention_bwd(&self, g: AttnGrads, a: &AttnArgs) -> Result<()> {
+        seq::attention_bwd(g, a)
     }
 
     fn kv_cache_write(&self, cache: &mut Tensor, new: &Tensor, starts: &Tensor) -> Result<()> {
@@ -339,10 +306,7 @@ impl Backend for CudaBackend {
         let converted = ids_i32(OP, ids)?;
         float_dispatch!(one_dtype(OP, &[out, table])?, OP, E => unsafe {
             // SAFETY: out and table share E; ids are I32 (or converted to I32).
-            let iv = match &converted {
-                Some(s) => s.view::<i32>(0, n)?,
-                None => view::<i32>(OP, ids)?,
-            };
+            let iv = ids_view(OP, ids, &converted)?;
             let tv = view::<E>(OP, table)?;
             with_mut::<E, _>(OP, out, |o| {
                 kernels::embedding::embedding_fwd::<E>(gpu, &iv, &tv, o, n, vocab, d)
@@ -358,10 +322,7 @@ impl Backend for CudaBackend {
         let converted = ids_i32(OP, ids)?;
         float_dispatch!(dout.dtype(), OP, E => unsafe {
             // SAFETY: dout holds E; dtable is F32 (checked by ops); ids are I32.
-            let iv = match &converted {
-                Some(s) => s.view::<i32>(0, n)?,
-                None => view::<i32>(OP, ids)?,
-            };
+            let iv = ids_view(OP, ids, &converted)?;
             let dv = view::<E>(OP, dout)?;
             with_mut::<f32, _>(OP, dtable, |o| {
                 kernels::embedding::embedding_bwd::<E>(gpu, &iv, &dv, o, n, vocab, d)
@@ -370,16 +331,8 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn logprobs_fwd(
-        &self,
-        logp: &mut Tensor,
-        lse: &mut Tensor,
-        logits: &Tensor,
-        targets: &Tensor,
-        temperature: f32,
-        ignore_index: Option<i64>,
-    ) -> Result<()> {
-        loss_optim::logprobs_fwd(logp, lse, logits, targets, temperature, ignore_index)
+    fn logprobs_fwd(&self, logp: &mut Tensor, lse: &mut Tensor, r: &LogprobRows) -> Result<()> {
+        loss_optim::logprobs_fwd(logp, lse, r)
     }
 
     fn logprobs_bwd(
@@ -387,22 +340,10 @@ impl Backend for CudaBackend {
         dlogits: &mut Tensor,
         dlogp: Option<&Tensor>,
         scale: f32,
-        logits: &Tensor,
         lse: &Tensor,
-        targets: &Tensor,
-        temperature: f32,
-        ignore_index: Option<i64>,
+        r: &LogprobRows,
     ) -> Result<()> {
-        loss_optim::logprobs_bwd(
-            dlogits,
-            dlogp,
-            scale,
-            logits,
-            lse,
-            targets,
-            temperature,
-            ignore_index,
-        )
+        loss_optim::logprobs_bwd(dlogits, dlogp, scale, lse, r)
     }
 
     fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {

@@ -10,34 +10,18 @@ use super::util::{
     float_dispatch, gpu_of, ids_i32, ids_view, index_values, not_implemented, one_dtype, view,
     with_mut,
 };
-use crate::backend::AdamWParams;
+use crate::backend::{AdamWParams, LogprobRows};
 use crate::{DType, Error, Result, Tensor};
 
 /// Rows, vocabulary and the kernels' spec, after checking every target as the CPU twin does
 /// (inside `0..V` unless it is the ignore index).
-fn spec(
-    op: &'static str,
-    logits: &Tensor,
-    targets: &Tensor,
-    temperature: f32,
-    ignore_index: Option<i64>,
-) -> Result<LogprobSpec> {
-    let vocab = logits.dim(logits.rank() - 1);
-    let rows = targets.numel();
-    let vals = index_values(op, targets)?;
-    if let Some(&bad) = vals
-        .iter()
-        .find(|&&x| Some(x) != ignore_index && (x < 0 || x as usize >= vocab))
-    {
-        return Err(Error::Invalid {
-            op,
-            msg: format!(
-                "target {bad} outside vocabulary of {vocab} (ignore_index {ignore_index:?})"
-            ),
-        });
-    }
+fn spec(op: &'static str, r: &LogprobRows) -> Result<LogprobSpec> {
+    let vocab = r.logits.dim(r.logits.rank() - 1);
+    let rows = r.targets.numel();
+    let vals = index_values(op, r.targets)?;
+    crate::ops::ranges::targets(op, &vals, vocab, r.ignore_index)?;
     // Targets travel as i32: an ignore index outside i32 can only matter if a target uses it.
-    let ignore_index = match ignore_index {
+    let ignore_index = match r.ignore_index {
         Some(i) if i32::try_from(i).is_err() => {
             if vals.contains(&i) {
                 return not_implemented(op, &format!("ignore_index {i} (outside i32) is"));
@@ -50,20 +34,14 @@ fn spec(
         rows,
         vocab,
         ignore_index,
-        temperature,
+        temperature: r.temperature,
     })
 }
 
-pub(super) fn logprobs_fwd(
-    logp: &mut Tensor,
-    lse: &mut Tensor,
-    logits: &Tensor,
-    targets: &Tensor,
-    temperature: f32,
-    ignore_index: Option<i64>,
-) -> Result<()> {
+pub(super) fn logprobs_fwd(logp: &mut Tensor, lse: &mut Tensor, r: &LogprobRows) -> Result<()> {
     const OP: &str = "token_logprobs_fwd";
-    let sp = spec(OP, logits, targets, temperature, ignore_index)?;
+    let (logits, targets) = (r.logits, r.targets);
+    let sp = spec(OP, r)?;
     if sp.rows == 0 {
         return Ok(());
     }
@@ -87,19 +65,16 @@ pub(super) fn logprobs_fwd(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn logprobs_bwd(
     dlogits: &mut Tensor,
     dlogp: Option<&Tensor>,
     scale: f32,
-    logits: &Tensor,
     lse: &Tensor,
-    targets: &Tensor,
-    temperature: f32,
-    ignore_index: Option<i64>,
+    r: &LogprobRows,
 ) -> Result<()> {
     const OP: &str = "token_logprobs_bwd";
-    let sp = spec(OP, logits, targets, temperature, ignore_index)?;
+    let (logits, targets) = (r.logits, r.targets);
+    let sp = spec(OP, r)?;
     if sp.rows == 0 || sp.vocab == 0 {
         return Ok(());
     }

@@ -6,7 +6,7 @@
 
 use half::{bf16, f16};
 use kernels::attention::AttnShape;
-use kernels::cudarc::driver::{DevicePtr, DevicePtrMut};
+use kernels::cudarc::driver::{CudaView, DevicePtr, DevicePtrMut};
 use kernels::Elem;
 
 use super::dev_err;
@@ -14,7 +14,8 @@ use super::util::{
     float_dispatch, gpu_of, ids_i32, ids_view, index_values, not_implemented, one_dtype, scratch,
     view, with_mut,
 };
-use crate::backend::AttnArgs;
+use crate::backend::{AttnArgs, AttnGrads};
+use crate::ops::ranges;
 use crate::{DType, Error, Result, Tensor};
 
 /// `x` `[..., H, D]` rotated in place by the `[P, D/2]` tables at `pos` (one per token).
@@ -29,15 +30,7 @@ pub(super) fn rope(
     let (h, d) = (x.dim(x.rank() - 2), x.dim(x.rank() - 1));
     let tokens = pos.numel();
     let p_max = cos.dim(0);
-    if let Some(bad) = index_values(OP, pos)?
-        .into_iter()
-        .find(|&p| p < 0 || p as usize >= p_max)
-    {
-        return Err(Error::Invalid {
-            op: OP,
-            msg: format!("position {bad} outside the table of {p_max} positions"),
-        });
-    }
+    ranges::positions(OP, &index_values(OP, pos)?, p_max)?;
     if h * d == 0 || tokens == 0 {
         return Ok(());
     }
@@ -68,6 +61,9 @@ fn shape(a: &AttnArgs) -> AttnShape {
     }
 }
 
+/// An optional index tensor as an i32 device view.
+type IdView<'a> = Option<CudaView<'a, i32>>;
+
 /// Device copies of the optional key mask and fill levels as i32, fill levels checked as the
 /// CPU backend checks them (`T <= kv_lens[b] <= S`).
 struct AttnIndex {
@@ -79,17 +75,7 @@ impl AttnIndex {
     fn new(a: &AttnArgs) -> Result<Self> {
         let op = a.op;
         if let Some(l) = a.kv_lens {
-            for (b, v) in index_values(op, l)?.into_iter().enumerate() {
-                if v < a.t as i64 || v as usize > a.s {
-                    return Err(Error::Invalid {
-                        op,
-                        msg: format!(
-                            "kv_lens[{b}] = {v} must be in {}..={} (T new queries, S cache rows)",
-                            a.t, a.s
-                        ),
-                    });
-                }
-            }
+            ranges::kv_lens(op, &index_values(op, l)?, a.t, a.s)?;
         }
         let conv = |t: Option<&Tensor>| -> Result<_> {
             t.map(|t| Ok((t.clone(), ids_i32(op, t)?))).transpose()
@@ -99,33 +85,40 @@ impl AttnIndex {
             lens: conv(a.kv_lens)?,
         })
     }
+
+    /// The mask and the fill levels as i32 device views.
+    ///
+    /// # Safety
+    /// `self` must come from [`AttnIndex::new`] (the converted copies match their tensors).
+    unsafe fn views(&self, op: &'static str) -> Result<(IdView<'_>, IdView<'_>)> {
+        unsafe fn one<'a>(
+            op: &'static str,
+            x: &'a Option<(Tensor, Option<super::CudaStorage>)>,
+        ) -> Result<IdView<'a>> {
+            x.as_ref().map(|(t, c)| ids_view(op, t, c)).transpose()
+        }
+        Ok((one(op, &self.mask)?, one(op, &self.lens)?))
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attention_fwd_typed<E: Elem>(
     out: &mut Tensor,
     lse: Option<&mut Tensor>,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
     a: &AttnArgs,
     ix: &AttnIndex,
 ) -> Result<()> {
     let op = a.op;
-    let gpu = gpu_of(op, q)?;
+    let gpu = gpu_of(op, a.q)?;
     let sh = shape(a);
     // SAFETY: E is the one float dtype of q, k, v, out (one_dtype); lse is F32 (checked by ops);
     // mask and fill levels are i32 views.
     unsafe {
-        let (qv, kv, vv) = (view::<E>(op, q)?, view::<E>(op, k)?, view::<E>(op, v)?);
-        let mv = match &ix.mask {
-            Some((t, c)) => Some(ids_view(op, t, c)?),
-            None => None,
-        };
-        let lv = match &ix.lens {
-            Some((t, c)) => Some(ids_view(op, t, c)?),
-            None => None,
-        };
+        let (qv, kv, vv) = (
+            view::<E>(op, a.q)?,
+            view::<E>(op, a.k)?,
+            view::<E>(op, a.v)?,
+        );
+        let (mv, lv) = ix.views(op)?;
         let mp = mv.as_ref().map(|m| m as &dyn DevicePtr<i32>);
         let lp = lv.as_ref().map(|l| l as &dyn DevicePtr<i32>);
         with_mut::<E, _>(op, out, |o| match lse {
@@ -154,17 +147,14 @@ fn attention_fwd_typed<E: Elem>(
 pub(super) fn attention_fwd(
     out: &mut Tensor,
     lse: Option<&mut Tensor>,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
     a: &AttnArgs,
 ) -> Result<()> {
     let op = a.op;
     let ix = AttnIndex::new(a)?;
-    match one_dtype(op, &[out, q, k, v])? {
-        DType::F32 => attention_fwd_typed::<f32>(out, lse, q, k, v, a, &ix),
-        DType::BF16 => attention_fwd_typed::<bf16>(out, lse, q, k, v, a, &ix),
-        DType::F16 => attention_fwd_typed::<f16>(out, lse, q, k, v, a, &ix),
+    match one_dtype(op, &[out, a.q, a.k, a.v])? {
+        DType::F32 => attention_fwd_typed::<f32>(out, lse, a, &ix),
+        DType::BF16 => attention_fwd_typed::<bf16>(out, lse, a, &ix),
+        DType::F16 => attention_fwd_typed::<f16>(out, lse, a, &ix),
         other => Err(Error::DType {
             op,
             got: other,
@@ -173,45 +163,25 @@ pub(super) fn attention_fwd(
     }
 }
 
-/// The backward's tensors, grouped to keep the typed helper's signature short.
-pub(super) struct AttnBwd<'a> {
-    pub dq: &'a mut Tensor,
-    pub dk: &'a mut Tensor,
-    pub dv: &'a mut Tensor,
-    pub dout: &'a Tensor,
-    pub q: &'a Tensor,
-    pub k: &'a Tensor,
-    pub v: &'a Tensor,
-    pub out: &'a Tensor,
-    pub lse: &'a Tensor,
-}
-
-fn attention_bwd_typed<E: Elem>(t: AttnBwd<'_>, a: &AttnArgs, ix: &AttnIndex) -> Result<()> {
+fn attention_bwd_typed<E: Elem>(t: AttnGrads<'_>, a: &AttnArgs, ix: &AttnIndex) -> Result<()> {
     let op = a.op;
-    let gpu = gpu_of(op, t.q)?;
+    let gpu = gpu_of(op, a.q)?;
     let sh = shape(a);
-    let mut delta = scratch(op, t.q, a.batch * a.n_heads * a.t)?;
+    let mut delta = scratch(op, a.q, a.batch * a.n_heads * a.t)?;
     // SAFETY: E is the one float dtype of every q/k/v-shaped tensor (one_dtype); lse and the
     // delta scratch are F32; mask and fill levels are i32 views.
     unsafe {
         let (qv, kv, vv) = (
-            view::<E>(op, t.q)?,
-            view::<E>(op, t.k)?,
-            view::<E>(op, t.v)?,
+            view::<E>(op, a.q)?,
+            view::<E>(op, a.k)?,
+            view::<E>(op, a.v)?,
         );
         let (ov, gv, lv) = (
             view::<E>(op, t.out)?,
             view::<E>(op, t.dout)?,
             view::<f32>(op, t.lse)?,
         );
-        let mv = match &ix.mask {
-            Some((m, c)) => Some(ids_view(op, m, c)?),
-            None => None,
-        };
-        let kl = match &ix.lens {
-            Some((l, c)) => Some(ids_view(op, l, c)?),
-            None => None,
-        };
+        let (mv, kl) = ix.views(op)?;
         let mp = mv.as_ref().map(|m| m as &dyn DevicePtr<i32>);
         let kp = kl.as_ref().map(|l| l as &dyn DevicePtr<i32>);
         let mut dl = delta.view_mut::<f32>()?;
@@ -228,10 +198,10 @@ fn attention_bwd_typed<E: Elem>(t: AttnBwd<'_>, a: &AttnArgs, ix: &AttnIndex) ->
     }
 }
 
-pub(super) fn attention_bwd(t: AttnBwd<'_>, a: &AttnArgs) -> Result<()> {
+pub(super) fn attention_bwd(t: AttnGrads<'_>, a: &AttnArgs) -> Result<()> {
     let op = a.op;
     let ix = AttnIndex::new(a)?;
-    let dt = one_dtype(op, &[t.dq, t.dk, t.dv, t.dout, t.q, t.k, t.v, t.out])?;
+    let dt = one_dtype(op, &[t.dq, t.dk, t.dv, t.dout, a.q, a.k, a.v, t.out])?;
     match dt {
         DType::F32 => attention_bwd_typed::<f32>(t, a, &ix),
         DType::BF16 => attention_bwd_typed::<bf16>(t, a, &ix),
@@ -249,17 +219,7 @@ pub(super) fn kv_cache_write(cache: &mut Tensor, new: &Tensor, starts: &Tensor) 
     const OP: &str = "kv_cache_write";
     let (bsz, s_max, t) = (cache.dim(0), cache.dim(1), new.dim(1));
     let row: usize = cache.shape()[2..].iter().product();
-    for (b, st) in index_values(OP, starts)?.into_iter().enumerate() {
-        if st < 0 || st as usize + t > s_max {
-            return Err(Error::Invalid {
-                op: OP,
-                msg: format!(
-                    "sequence {b}: rows {st}..{} outside cache of {s_max} rows",
-                    st + t as i64
-                ),
-            });
-        }
-    }
+    ranges::cache_rows(OP, &index_values(OP, starts)?, t, s_max)?;
     if bsz * t * row == 0 {
         return Ok(());
     }

@@ -13,7 +13,7 @@
 //! `out = 0`, `lse = -inf` and zero gradients.
 
 use super::{check_f32, check_float, check_index, check_shape, dispatch};
-use crate::backend::AttnArgs;
+use crate::backend::{AttnArgs, AttnGrads};
 use crate::{Error, Result, Tensor};
 
 /// Options of [`attention_fwd`] / [`attention_bwd`].
@@ -36,12 +36,16 @@ impl AttentionParams {
     }
 }
 
+/// The validated sizes of an attention call. `q_offset` places the queries of a training or
+/// prefill call (`q_offset + T <= S`); decoding passes `None` (its `kv_lens` place them).
 fn attn_args<'a>(
     op: &'static str,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
     key_mask: Option<&'a Tensor>,
+    scale: f32,
+    q_offset: Option<usize>,
 ) -> Result<AttnArgs<'a>> {
     for (name, t) in [("q", q), ("k", k), ("v", v)] {
         check_float(op, name, t)?;
@@ -68,16 +72,25 @@ fn attn_args<'a>(
         check_index(op, "key_mask", m)?;
         check_shape(op, "key_mask", m, &[b, s])?;
     }
+    if let Some(off) = q_offset.filter(|off| off + t > s) {
+        return Err(Error::Shape {
+            op,
+            msg: format!("q_offset {off} + T {t} exceeds S {s} (k {:?})", k.shape()),
+        });
+    }
     Ok(AttnArgs {
         op,
+        q,
+        k,
+        v,
         batch: b,
         t,
         s,
         n_heads: h,
         n_kv_heads: hkv,
         head_dim: d,
-        scale: 1.0,
-        q_offset: 0,
+        scale,
+        q_offset: q_offset.unwrap_or(0),
         kv_lens: None,
         key_mask,
     })
@@ -96,21 +109,7 @@ pub fn attention_fwd(
     p: &AttentionParams,
 ) -> Result<()> {
     const OP: &str = "attention_fwd";
-    let mut a = attn_args(OP, q, k, v, key_mask)?;
-    a.scale = p.scale;
-    a.q_offset = p.q_offset;
-    if p.q_offset + a.t > a.s {
-        return Err(Error::Shape {
-            op: OP,
-            msg: format!(
-                "q_offset {} + T {} exceeds S {} (k {:?})",
-                p.q_offset,
-                a.t,
-                a.s,
-                k.shape()
-            ),
-        });
-    }
+    let a = attn_args(OP, q, k, v, key_mask, p.scale, Some(p.q_offset))?;
     check_float(OP, "out", out)?;
     check_shape(OP, "out", out, q.shape())?;
     if let Some(l) = &lse {
@@ -118,7 +117,7 @@ pub fn attention_fwd(
         check_shape(OP, "lse", l, &[a.batch, a.n_heads, a.t])?;
     }
     let be = dispatch(OP, &[out, q, k, v])?;
-    be.attention_fwd(out, lse, q, k, v, &a)
+    be.attention_fwd(out, lse, &a)
 }
 
 /// Causal attention backward. `dq` `[B, T, H, D]`, `dk`/`dv` `[B, S, Hkv, D]` are overwritten
@@ -138,15 +137,7 @@ pub fn attention_bwd(
     p: &AttentionParams,
 ) -> Result<()> {
     const OP: &str = "attention_bwd";
-    let mut a = attn_args(OP, q, k, v, key_mask)?;
-    a.scale = p.scale;
-    a.q_offset = p.q_offset;
-    if p.q_offset + a.t > a.s {
-        return Err(Error::Shape {
-            op: OP,
-            msg: format!("q_offset {} + T {} exceeds S {}", p.q_offset, a.t, a.s),
-        });
-    }
+    let a = attn_args(OP, q, k, v, key_mask, p.scale, Some(p.q_offset))?;
     for (name, t, want) in [
         ("dq", &*dq, q.shape()),
         ("dout", dout, q.shape()),
@@ -160,7 +151,15 @@ pub fn attention_bwd(
     check_f32(OP, "lse", lse)?;
     check_shape(OP, "lse", lse, &[a.batch, a.n_heads, a.t])?;
     let be = dispatch(OP, &[dq, dk, dv, dout, q, k, v, out, lse])?;
-    be.attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, &a)
+    let g = AttnGrads {
+        dq,
+        dk,
+        dv,
+        dout,
+        out,
+        lse,
+    };
+    be.attention_bwd(g, &a)
 }
 
 /// Attention of `T` new queries per sequence against a KV cache with per-sequence fill levels
@@ -180,15 +179,14 @@ pub fn attention_decode(
     scale: f32,
 ) -> Result<()> {
     const OP: &str = "attention_decode";
-    let mut a = attn_args(OP, q, k_cache, v_cache, None)?;
-    a.scale = scale;
+    let mut a = attn_args(OP, q, k_cache, v_cache, None, scale, None)?;
     check_index(OP, "kv_lens", kv_lens)?;
     check_shape(OP, "kv_lens", kv_lens, &[a.batch])?;
     check_float(OP, "out", out)?;
     check_shape(OP, "out", out, q.shape())?;
     a.kv_lens = Some(kv_lens);
     let be = dispatch(OP, &[out, q, k_cache, v_cache, kv_lens])?;
-    be.attention_fwd(out, None, q, k_cache, v_cache, &a)
+    be.attention_fwd(out, None, &a)
 }
 
 /// Writes `new` `[B, T, Hkv, D]` into `cache` `[B, S_max, Hkv, D]` (same dtype) at rows

@@ -1,6 +1,7 @@
 //! Softmax, per-token log-probs and cross-entropy (fused with log-softmax; no [N, V] probs kept).
 
 use super::{check_f32, check_float, check_index, check_shape, dispatch};
+use crate::backend::LogprobRows;
 use crate::{Error, Result, Tensor};
 
 fn rows(op: &'static str, logits: &Tensor, targets: &Tensor) -> Result<usize> {
@@ -60,14 +61,8 @@ pub fn token_logprobs_fwd(
     per_row(OP, "logp", logp, n)?;
     per_row(OP, "lse", lse, n)?;
     check_temp(OP, temperature)?;
-    dispatch(OP, &[logp, lse, logits, targets])?.logprobs_fwd(
-        logp,
-        lse,
-        logits,
-        targets,
-        temperature,
-        ignore_index,
-    )
+    let r = LogprobRows::new(logits, targets, temperature, ignore_index);
+    dispatch(OP, &[logp, lse, logits, targets])?.logprobs_fwd(logp, lse, &r)
 }
 
 /// Backward of [`token_logprobs_fwd`]: `dlogits[n, v] = dlogp[n] * (onehot(t_n)[v] - p[n, v]) / T`
@@ -90,15 +85,13 @@ pub fn token_logprobs_bwd(
     check_float(OP, "dlogits", dlogits)?;
     check_shape(OP, "dlogits", dlogits, logits.shape())?;
     check_temp(OP, temperature)?;
+    let r = LogprobRows::new(logits, targets, temperature, ignore_index);
     dispatch(OP, &[dlogits, dlogp, logits, lse, targets])?.logprobs_bwd(
         dlogits,
         Some(dlogp),
         1.0,
-        logits,
         lse,
-        targets,
-        temperature,
-        ignore_index,
+        &r,
     )
 }
 
@@ -126,7 +119,7 @@ pub fn cross_entropy_fwd(
     per_row(OP, "losses", losses, n)?;
     per_row(OP, "lse", lse, n)?;
     let be = dispatch(OP, &[losses, lse, logits, targets])?;
-    be.logprobs_fwd(losses, lse, logits, targets, 1.0, Some(ignore_index))?;
+    be.logprobs_fwd(losses, lse, &LogprobRows::ce(logits, targets, ignore_index))?;
     be.scale_inplace(losses, -1.0)?;
     let count = targets
         .to_vec::<i64>()?
@@ -165,16 +158,8 @@ pub fn cross_entropy_bwd(
     }
     check_float(OP, "dlogits", dlogits)?;
     check_shape(OP, "dlogits", dlogits, logits.shape())?;
-    dispatch(OP, &[dlogits, logits, lse, targets])?.logprobs_bwd(
-        dlogits,
-        dlosses,
-        -scale,
-        logits,
-        lse,
-        targets,
-        1.0,
-        Some(ignore_index),
-    )
+    let r = LogprobRows::ce(logits, targets, ignore_index);
+    dispatch(OP, &[dlogits, logits, lse, targets])?.logprobs_bwd(dlogits, dlosses, -scale, lse, &r)
 }
 
 /// Softmax over the last dim of `x / temperature`; `out` like `x` (float), overwritten.

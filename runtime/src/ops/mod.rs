@@ -14,6 +14,7 @@ mod loss;
 mod matmul;
 mod nn;
 mod optim;
+pub(crate) mod ranges;
 
 pub use attention::*;
 pub use elementwise::*;

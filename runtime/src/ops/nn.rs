@@ -1,6 +1,7 @@
 //! Layer ops: RMSNorm, RoPE, SwiGLU, embedding.
 
 use super::{check_f32, check_float, check_index, check_shape, dispatch};
+use crate::backend::RmsNormGrads;
 use crate::{Error, Result, Tensor};
 
 fn rows_of(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
@@ -12,6 +13,21 @@ fn rows_of(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
     }
     let c = x.dim(x.rank() - 1);
     Ok((x.numel().checked_div(c).unwrap_or(0), c))
+}
+
+/// `rstd` holds one value for each of the `n` rows of `x`.
+fn check_rstd_len(op: &'static str, rstd: &Tensor, n: usize, x: &Tensor) -> Result<()> {
+    if rstd.numel() == n {
+        return Ok(());
+    }
+    Err(Error::Shape {
+        op,
+        msg: format!(
+            "`rstd` {:?} must have {n} elements for x {:?}",
+            rstd.shape(),
+            x.shape()
+        ),
+    })
 }
 
 /// RMSNorm forward, as HF `LlamaRMSNorm`: `out = w * (x * rstd)` with
@@ -35,16 +51,7 @@ pub fn rmsnorm_fwd(
     check_f32(OP, "rstd", rstd)?;
     check_shape(OP, "w", w, &[c])?;
     check_shape(OP, "out", out, x.shape())?;
-    if rstd.numel() != n {
-        return Err(Error::Shape {
-            op: OP,
-            msg: format!(
-                "`rstd` {:?} must have {n} elements for x {:?}",
-                rstd.shape(),
-                x.shape()
-            ),
-        });
-    }
+    check_rstd_len(OP, rstd, n, x)?;
     dispatch(OP, &[out, rstd, x, w])?.rmsnorm_fwd(out, rstd, x, w, eps)
 }
 
@@ -72,17 +79,17 @@ pub fn rmsnorm_bwd(
     check_shape(OP, "dw", dw, &[c])?;
     check_shape(OP, "dout", dout, x.shape())?;
     check_shape(OP, "dx", dx, x.shape())?;
-    if rstd.numel() != n {
-        return Err(Error::Shape {
-            op: OP,
-            msg: format!(
-                "`rstd` {:?} must have {n} elements for x {:?}",
-                rstd.shape(),
-                x.shape()
-            ),
-        });
-    }
-    dispatch(OP, &[dx, dw, dout, x, w, rstd])?.rmsnorm_bwd(dx, dw, dout, x, w, rstd, accumulate_dx)
+    check_rstd_len(OP, rstd, n, x)?;
+    let be = dispatch(OP, &[dx, dw, dout, x, w, rstd])?;
+    be.rmsnorm_bwd(RmsNormGrads {
+        dx,
+        dw,
+        dout,
+        x,
+        w,
+        rstd,
+        accumulate_dx,
+    })
 }
 
 fn check_rope(
@@ -176,17 +183,27 @@ pub fn swiglu_bwd(
     dispatch(OP, &[dgate, dup, dout, gate, up])?.swiglu_bwd(dgate, dup, dout, gate, up)
 }
 
+/// `ids` `[...]` indexes the rows of the `[V, C]` `table`, one `[..., C]` row per id in `rows`.
+fn check_embedding(
+    op: &'static str,
+    ids: &Tensor,
+    (table_name, table): (&str, &Tensor),
+    (rows_name, rows): (&str, &Tensor),
+) -> Result<()> {
+    check_float(op, rows_name, rows)?;
+    super::check_rank(op, table_name, table, 2)?;
+    let mut want = ids.shape().to_vec();
+    want.push(table.dim(1));
+    check_shape(op, rows_name, rows, &want)
+}
+
 /// Embedding lookup: `out[i, :] = table[ids[i], :]`. `ids`: index tensor of any shape `[...]`;
 /// `table`: `[V, C]` float; `out`: `[..., C]` float. An id outside `0..V` is an error.
 pub fn embedding_fwd(out: &mut Tensor, ids: &Tensor, table: &Tensor) -> Result<()> {
     const OP: &str = "embedding_fwd";
     check_index(OP, "ids", ids)?;
     check_float(OP, "table", table)?;
-    check_float(OP, "out", out)?;
-    super::check_rank(OP, "table", table, 2)?;
-    let mut want = ids.shape().to_vec();
-    want.push(table.dim(1));
-    check_shape(OP, "out", out, &want)?;
+    check_embedding(OP, ids, ("table", table), ("out", out))?;
     dispatch(OP, &[out, ids, table])?.embedding_fwd(out, ids, table)
 }
 
@@ -196,10 +213,6 @@ pub fn embedding_bwd(dtable: &mut Tensor, dout: &Tensor, ids: &Tensor) -> Result
     const OP: &str = "embedding_bwd";
     check_index(OP, "ids", ids)?;
     check_f32(OP, "dtable", dtable)?;
-    check_float(OP, "dout", dout)?;
-    super::check_rank(OP, "dtable", dtable, 2)?;
-    let mut want = ids.shape().to_vec();
-    want.push(dtable.dim(1));
-    check_shape(OP, "dout", dout, &want)?;
+    check_embedding(OP, ids, ("dtable", dtable), ("dout", dout))?;
     dispatch(OP, &[dtable, dout, ids])?.embedding_bwd(dtable, dout, ids)
 }
