@@ -13,7 +13,7 @@ use crate::layers::rope::Rope;
 use crate::layers::{block, embedding, lm_head, rmsnorm};
 use crate::params::LlamaParams;
 use crate::safetensors_io::WeightFiles;
-use crate::tp::Alone;
+use crate::tp::{Alone, Reduce};
 
 /// A Llama-3 causal LM.
 pub struct Llama {
@@ -67,7 +67,7 @@ impl Llama {
         Ok(Tensor::from_vec(flat, &[rows.len(), t])?.to_device(&self.device)?)
     }
 
-    fn check_ids(&self, ids: &Tensor, acts: &Activations) -> Result<()> {
+    pub(crate) fn check_ids(&self, ids: &Tensor, acts: &Activations) -> Result<()> {
         if ids.shape() != [acts.batch, acts.seq] {
             return Err(ModelError::Invalid(format!(
                 "ids {:?} do not match activations for [{}, {}]",
@@ -86,8 +86,14 @@ impl Llama {
         Ok(())
     }
 
-    /// Forward of one layer `l` from `acts.resid[l]` into `acts.resid[l + 1]`.
-    fn layer_forward(&self, l: usize, acts: &mut Activations) -> Result<()> {
+    /// Forward of one layer `l` from `acts.resid[l]` into `acts.resid[l + 1]`; `tp` joins a
+    /// tensor-parallel rank's peers ([`Alone`] for a whole model).
+    pub(crate) fn layer_forward(
+        &self,
+        l: usize,
+        acts: &mut Activations,
+        tp: &mut dyn Reduce,
+    ) -> Result<()> {
         let slot = if acts.recompute { 0 } else { l };
         let (before, after) = acts.resid.split_at_mut(l + 1);
         block::forward(
@@ -99,7 +105,7 @@ impl Llama {
             &mut after[0],
             &acts.pos,
             Keys::Own,
-            &mut Alone,
+            tp,
         )
     }
 
@@ -107,8 +113,14 @@ impl Llama {
     pub fn forward(&self, ids: &Tensor, acts: &mut Activations) -> Result<()> {
         self.check_ids(ids, acts)?;
         embedding::forward(&mut acts.resid[0], ids, &self.params.embed)?;
+        self.forward_layers(acts, &mut Alone)
+    }
+
+    /// The forward after the embedding (in `acts.resid[0]`): every layer, the final norm and
+    /// the LM head (a tensor-parallel rank's shard runs it with its `tp`).
+    pub(crate) fn forward_layers(&self, acts: &mut Activations, tp: &mut dyn Reduce) -> Result<()> {
         for l in 0..self.config.num_layers {
-            self.layer_forward(l, acts)?;
+            self.layer_forward(l, acts, tp)?;
         }
         let last = &acts.resid[self.config.num_layers];
         rmsnorm::forward(
@@ -163,13 +175,28 @@ impl Llama {
         g: &mut GradBuffers,
     ) -> Result<()> {
         self.check_ids(ids, acts)?;
+        self.backward_layers(acts, grads, g, &mut Alone)?;
+        embedding::backward(&mut grads.embed, &g.d_resid, ids)
+    }
+
+    /// The backward from `g.d_logits` down to the embedding output's gradient in `g.d_resid`
+    /// (the LM head, the final norm and every layer, in reverse); **accumulates** the weight
+    /// gradients. A tensor-parallel rank's shard runs it with its `tp`.
+    pub(crate) fn backward_layers(
+        &self,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+        tp: &mut dyn Reduce,
+    ) -> Result<()> {
         let p = &self.params;
-        let d_lnf = &mut g.layer.d_ln;
         let d_head = match grads.lm_head.as_mut() {
             Some(h) => h,
             None => &mut grads.embed,
         };
-        lm_head::backward(d_lnf, d_head, &g.d_logits, &acts.lnf, p.head())?;
+        lm_head::backward(&mut g.layer.d_ln, d_head, &g.d_logits, &acts.lnf, p.head())?;
+        // A rank saw only its vocabulary columns: the final norm's input gradient is a sum.
+        tp.all_reduce(&mut g.layer.d_ln)?;
         let n = self.config.num_layers;
         rmsnorm::backward(
             &mut g.d_resid,
@@ -182,7 +209,7 @@ impl Llama {
         )?;
         for l in (0..n).rev() {
             if acts.recompute {
-                self.layer_forward(l, acts)?;
+                self.layer_forward(l, acts, tp)?;
             }
             let slot = if acts.recompute { 0 } else { l };
             block::backward(
@@ -195,11 +222,11 @@ impl Llama {
                 &g.d_resid,
                 &mut g.d_resid_next,
                 &mut g.layer,
-                &mut Alone,
+                tp,
             )?;
             std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
         }
-        embedding::backward(&mut grads.embed, &g.d_resid, ids)
+        Ok(())
     }
 
     /// Zeroed F32 gradients shaped like the parameters.

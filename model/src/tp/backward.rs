@@ -6,8 +6,7 @@ use runtime::{ops, DType, Tensor};
 
 use crate::activations::{Activations, GradBuffers};
 use crate::error::Result;
-use crate::layers::lm_head::{self, IGNORE};
-use crate::layers::{block, rmsnorm};
+use crate::layers::lm_head::IGNORE;
 use crate::params::LlamaParams;
 use crate::tp::shard::{KvLayout, Split};
 use crate::tp::{vocab, CommReduce, Reduce, TpModel};
@@ -80,43 +79,8 @@ impl TpModel {
         comm: &mut dyn Communicator,
     ) -> Result<()> {
         self.check(comm, ids, acts)?;
-        let p = &self.local.params;
-        let d_head = match grads.lm_head.as_mut() {
-            Some(h) => h,
-            None => &mut grads.embed,
-        };
-        lm_head::backward(&mut g.layer.d_ln, d_head, &g.d_logits, &acts.lnf, p.head())?;
-        // Each rank saw only its vocabulary columns: the final norm's input gradient is a sum.
-        CommReduce(comm).all_reduce(&mut g.layer.d_ln)?;
-        let n = self.plan.full.num_layers;
-        rmsnorm::backward(
-            &mut g.d_resid,
-            &mut grads.norm,
-            &g.layer.d_ln,
-            &acts.resid[n],
-            &p.norm,
-            &acts.lnf_rstd,
-            false,
-        )?;
-        for l in (0..n).rev() {
-            if acts.recompute {
-                self.layer_forward(l, acts, comm)?;
-            }
-            let slot = if acts.recompute { 0 } else { l };
-            block::backward(
-                &p.layers[l],
-                &mut grads.layers[l],
-                &self.local.rope,
-                &acts.layers[slot],
-                &acts.resid[l],
-                &acts.pos,
-                &g.d_resid,
-                &mut g.d_resid_next,
-                &mut g.layer,
-                &mut CommReduce(comm),
-            )?;
-            std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
-        }
+        self.local
+            .backward_layers(acts, grads, g, &mut CommReduce(comm))?;
         vocab::embed_backward(
             &mut grads.embed,
             &g.d_resid,

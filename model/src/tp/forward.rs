@@ -8,9 +8,7 @@ use runtime::{CrossEntropyStats, DType, Tensor};
 use crate::activations::Activations;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::attention::Keys;
-use crate::layers::lm_head::{self, IGNORE};
-use crate::layers::{block, rmsnorm};
+use crate::layers::lm_head::IGNORE;
 use crate::model::Llama;
 use crate::safetensors_io::WeightFiles;
 use crate::tp::load::{load_shard, slice_params};
@@ -66,43 +64,7 @@ impl TpModel {
                 self.plan.tp
             )));
         }
-        if ids.shape() != [acts.batch, acts.seq] {
-            return Err(ModelError::Invalid(format!(
-                "ids {:?} do not match activations for [{}, {}]",
-                ids.shape(),
-                acts.batch,
-                acts.seq
-            )));
-        }
-        if acts.seq > self.local.rope.max_positions() {
-            return Err(ModelError::Invalid(format!(
-                "sequence length {} exceeds max_position_embeddings {}",
-                acts.seq,
-                self.local.rope.max_positions()
-            )));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn layer_forward(
-        &self,
-        l: usize,
-        acts: &mut Activations,
-        comm: &mut dyn Communicator,
-    ) -> Result<()> {
-        let slot = if acts.recompute { 0 } else { l };
-        let (before, after) = acts.resid.split_at_mut(l + 1);
-        block::forward(
-            &self.local.params.layers[l],
-            &self.local.rope,
-            self.plan.full.rms_norm_eps,
-            &mut acts.layers[slot],
-            &before[l],
-            &mut after[0],
-            &acts.pos,
-            Keys::Own,
-            &mut CommReduce(comm),
-        )
+        self.local.check_ids(ids, acts)
     }
 
     /// Forward of `ids [B, T]` (full-vocabulary ids): hidden states replicated on every rank,
@@ -123,18 +85,7 @@ impl TpModel {
             self.plan.full.vocab_size,
             comm,
         )?;
-        for l in 0..self.plan.full.num_layers {
-            self.layer_forward(l, acts, comm)?;
-        }
-        let n = self.plan.full.num_layers;
-        rmsnorm::forward(
-            &mut acts.lnf,
-            &mut acts.lnf_rstd,
-            &acts.resid[n],
-            &p.norm,
-            self.plan.full.rms_norm_eps,
-        )?;
-        lm_head::forward(&mut acts.logits, &acts.lnf, p.head())
+        self.local.forward_layers(acts, &mut CommReduce(comm))
     }
 
     /// Per-token log-probs `logp [B, T]` of `targets` at `temperature` from the last forward
