@@ -215,9 +215,11 @@ impl Repo {
         self.repo.clone().into_sync()
     }
 
+    /// Without gix's object cache: the miner's threads cache what they re-read themselves
+    /// (parsed trees, shared blobs and delta bases), and a 64 MiB copy of every object read
+    /// per thread cost more (page faults, copies) than it saved.
     pub fn from_shared(shared: &gix::ThreadSafeRepository, path: &Path) -> Repo {
-        let mut repo = shared.to_thread_local();
-        repo.object_cache_size_if_unset(64 << 20);
+        let repo = shared.to_thread_local();
         Repo {
             repo,
             path: path.to_owned(),
