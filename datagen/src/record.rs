@@ -37,28 +37,97 @@ fn escape_mask(chunk: &[u8; 16]) -> u32 {
         .fold(0, |m, (k, _)| m | 1 << k)
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 fn needs_escape(c: u8) -> bool {
     c < 0x20 || c == b'"' || c == b'\\'
 }
 
-fn escape_byte(out: &mut Vec<u8>, b: u8) {
+/// serde_json's escape of byte `b` (< 0x60): its length and bytes; length 0 = no escape.
+const fn escape_of(b: u8) -> (usize, [u8; 8]) {
+    const fn two(c: u8) -> (usize, [u8; 8]) {
+        (2, [b'\\', c, 0, 0, 0, 0, 0, 0])
+    }
     match b {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        0x08 => out.extend_from_slice(b"\\b"),
-        0x0c => out.extend_from_slice(b"\\f"),
-        b if b < 0x20 => out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[(b >> 4) as usize],
-            HEX[(b & 15) as usize],
-        ]),
-        b => out.push(b),
+        b'"' => two(b'"'),
+        b'\\' => two(b'\\'),
+        b'\n' => two(b'n'),
+        b'\r' => two(b'r'),
+        b'\t' => two(b't'),
+        0x08 => two(b'b'),
+        0x0c => two(b'f'),
+        b if b < 0x20 => (
+            6,
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+                0,
+                0,
+            ],
+        ),
+        _ => (0, [0; 8]),
+    }
+}
+
+const ESCAPES: [(usize, [u8; 8]); 0x60] = {
+    let mut t = [(0, [0; 8]); 0x60];
+    let mut b = 0;
+    while b < 0x60 {
+        t[b] = escape_of(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// Bytes escaped per step; a block's escapes are one `u64` mask.
+const BLOCK: usize = 64;
+
+/// Escape mask of the first `BLOCK` bytes of `data`.
+fn block_mask(data: &[u8]) -> u64 {
+    (0..BLOCK / 16).fold(0, |m, k| {
+        let chunk: &[u8; 16] = data[k * 16..k * 16 + 16].try_into().expect("16 bytes");
+        m | u64::from(escape_mask(chunk)) << (k * 16)
+    })
+}
+
+/// Appends the escaped form of `data[..len]` (`len` ≤ `BLOCK`), whose escape mask is `m`.
+/// Runs are copied with fixed 16-byte stores into reserved room (the 16 bytes of slack in
+/// `data` and in the reservation absorb the overshoot): variable-length `memcpy` calls,
+/// one per line of code, were most of this function's cost.
+fn escape_block(out: &mut Vec<u8>, data: &[u8; BLOCK + 16], len: usize, mut m: u64) {
+    debug_assert!(len <= BLOCK);
+    // Worst case: every byte a six-byte escape, plus the overshoot of the last store.
+    out.reserve(BLOCK * 6 + 16);
+    let base = out.len();
+    let (mut dst, mut src) = (0, 0);
+    // SAFETY: reads stay below `len + 16 <= data.len()`; writes below `dst + 16` where the
+    // kept length `dst` is at most `6 * len`, inside the reservation past `base`. Only
+    // initialised `u8`s are stored, and `set_len` covers exactly the kept bytes.
+    unsafe {
+        let p = out.as_mut_ptr().add(base);
+        let run = |src: usize, dst: usize, n: usize| {
+            let mut k = 0;
+            while k < n {
+                std::ptr::copy_nonoverlapping(data.as_ptr().add(src + k), p.add(dst + k), 16);
+                k += 16;
+            }
+        };
+        while m != 0 {
+            let at = m.trailing_zeros() as usize;
+            run(src, dst, at - src);
+            dst += at - src;
+            let (n, esc) = ESCAPES[data[at] as usize];
+            std::ptr::copy_nonoverlapping(esc.as_ptr(), p.add(dst), 8);
+            dst += n;
+            src = at + 1;
+            m &= m - 1;
+        }
+        run(src, dst, len - src);
+        dst += len - src;
+        out.set_len(base + dst);
     }
 }
 
@@ -68,27 +137,23 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     // Code has a newline every few dozen bytes; room for those up front.
     out.reserve(b.len() + b.len() / 16 + 2);
     out.push(b'"');
-    let mut start = 0; // first byte not yet copied
-    let mut chunks = b.chunks_exact(16);
-    for (n, chunk) in chunks.by_ref().enumerate() {
-        let mut m = escape_mask(chunk.try_into().expect("16 bytes"));
-        while m != 0 {
-            let at = n * 16 + m.trailing_zeros() as usize;
-            out.extend_from_slice(&b[start..at]);
-            escape_byte(out, b[at]);
-            start = at + 1;
-            m &= m - 1;
+    let mut data = [0u8; BLOCK + 16];
+    let mut blocks = b.chunks_exact(BLOCK);
+    for block in blocks.by_ref() {
+        match block_mask(block) {
+            0 => out.extend_from_slice(block),
+            m => {
+                data[..BLOCK].copy_from_slice(block);
+                escape_block(out, &data, BLOCK, m);
+            }
         }
     }
-    let tail = b.len() - chunks.remainder().len();
-    for (at, &c) in b.iter().enumerate().skip(tail) {
-        if needs_escape(c) {
-            out.extend_from_slice(&b[start..at]);
-            escape_byte(out, c);
-            start = at + 1;
-        }
-    }
-    out.extend_from_slice(&b[start..]);
+    let tail = blocks.remainder();
+    data = [0u8; BLOCK + 16];
+    data[..tail.len()].copy_from_slice(tail);
+    // The zero padding reads as control characters: only the tail's own bits count.
+    let m = block_mask(&data) & ((1u64 << tail.len()) - 1);
+    escape_block(out, &data, tail.len(), m);
     out.push(b'"');
 }
 
@@ -289,6 +354,14 @@ mod tests {
             for at in 0..16 {
                 let mut s = vec![b'x'; 16];
                 s[at] = b;
+                cases.push(String::from_utf8(s).unwrap());
+            }
+        }
+        // Escapes in the tail (shorter than 16 bytes) and across chunk boundaries.
+        for len in 0..140 {
+            for at in 0..len {
+                let mut s = vec![b'y'; len];
+                s[at] = [b'\n', b'"', 0x01, b'\\'][at % 4];
                 cases.push(String::from_utf8(s).unwrap());
             }
         }
