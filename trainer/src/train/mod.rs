@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod dp_step;
+mod iterations;
 pub mod metrics;
 pub mod oracle;
 pub mod policy;

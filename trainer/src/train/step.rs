@@ -8,14 +8,13 @@ use model::optim::AdamW;
 use model::{Llama, LlamaParams};
 use rayon::prelude::*;
 
-use super::policy::{completion_logps, policy_backward, Sequence};
+use super::iterations::Iterations;
+use super::policy::{completion_logps, policy_backward};
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::Result;
 use crate::config::GrpoConfig;
 use crate::dp::DataParallel;
-use crate::grpo::{
-    compute_advantages, grpo_loss, LossConfig, LossOutput, ScaleRewards, TokenLogps,
-};
+use crate::grpo::{compute_advantages, LossConfig, ScaleRewards};
 
 /// The reward of one completion.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -179,200 +178,34 @@ pub fn train_on_rollouts_dp(
     lr: f64,
     mut dp: Option<&mut DataParallel>,
 ) -> Result<StepReport> {
-    let (w_loss, w_tok) = match dp.as_deref_mut() {
-        Some(dp) => super::dp_step::loss_weights(dp, s.loss.loss_type, rollouts)?,
-        None => (1.0, 1.0),
-    };
-    let temperature = s.rollout.temperature;
-    let width = rollouts.width;
-    let seqs = sequences(rollouts, prompts);
-    let mut timings = Timings::default();
-
-    let t0 = Instant::now();
-    let inputs = LossInputs::new(
-        s,
-        rollouts,
-        seqs.len(),
-        &learner.model,
-        learner.reference.as_ref(),
-        |m| completion_logps(m, &seqs, width, temperature, s.micro_batch),
-    )?;
-    timings.logprobs = t0.elapsed().as_secs_f64();
-
-    let mut totals = [0f64; 4];
+    let (w, temp, micro) = (rollouts.width, s.rollout.temperature, s.micro_batch);
+    let mut it = Iterations::start(s, prompts, rollouts, advantages, dp.as_deref_mut())?;
+    it.take_logps(&learner.model, learner.reference.as_ref(), |m, q| {
+        completion_logps(m, q, w, temp, micro)
+    })?;
     for _ in 0..s.num_iterations {
         let t0 = Instant::now();
         learner.grads.zero()?;
-        let mut grad_of = |logp: &[f32]| -> Result<Vec<f32>> {
-            let x = inputs.with(logp);
-            weighted_loss_grad(&s.loss, &x, advantages, w_loss)
-        };
-        let logp = policy_backward(
-            &learner.model,
-            &seqs,
-            width,
-            temperature,
-            s.micro_batch,
-            &mut learner.grads,
-            &mut grad_of,
-        )?;
-        let x = inputs.with(&logp);
-        let out = grpo_loss(&s.loss, &x, advantages)?;
-        let zero = match (learner.zero.as_mut(), dp.as_deref_mut()) {
-            (Some(z), Some(dp)) => Some((z, dp)),
-            _ => None,
-        };
-        let stats = match zero {
-            // ZeRO-1 reduces the gradients inside its step (reduce-scatter, not all-reduce).
-            Some((z, dp)) => {
-                timings.backward += t0.elapsed().as_secs_f64();
-                let t0 = Instant::now();
-                let st = z.step(
-                    dp,
-                    &mut learner.opt,
-                    &mut learner.model,
-                    &learner.grads,
-                    lr as f32,
-                )?;
-                timings.optimizer += t0.elapsed().as_secs_f64();
-                st
-            }
-            None => {
-                if let Some(dp) = dp.as_deref_mut() {
-                    dp.sync_grads(&mut learner.grads)?;
-                }
-                timings.backward += t0.elapsed().as_secs_f64();
-                let t0 = Instant::now();
-                let st = learner
-                    .opt
-                    .step_with_lr(&mut learner.model, &learner.grads, lr as f32)?;
-                timings.optimizer += t0.elapsed().as_secs_f64();
-                st
-            }
-        };
-        accumulate(&mut totals, &out, (w_loss, w_tok), stats.grad_norm);
-    }
-    iterations_report(rollouts, &seqs, s.num_iterations, totals, timings, dp)
-}
-
-/// Pairs every completion with its problem's prompt.
-pub(super) fn sequences<'a>(rollouts: &'a Rollouts, prompts: &'a [Vec<u32>]) -> Vec<Sequence<'a>> {
-    rollouts
-        .completions
-        .iter()
-        .zip(&rollouts.problem_of)
-        .map(|(c, &p)| Sequence {
-            prompt: &prompts[p],
-            completion: c,
-        })
-        .collect()
-}
-
-/// The loss gradient for `x`, scaled by this rank's share `w_loss` of the batch's
-/// normaliser (1 without data parallelism).
-pub(super) fn weighted_loss_grad(
-    loss: &LossConfig,
-    x: &TokenLogps<'_>,
-    advantages: &[f64],
-    w_loss: f64,
-) -> Result<Vec<f32>> {
-    let mut g = grpo_loss(loss, x, advantages)?.grad;
-    if w_loss != 1.0 {
-        g.iter_mut().for_each(|v| *v = (*v as f64 * w_loss) as f32);
-    }
-    Ok(g)
-}
-
-/// Adds one update's weighted loss, KL and clip fraction (`w` = loss and token weights of
-/// this rank's share) and its grad norm to `totals`.
-pub(super) fn accumulate(totals: &mut [f64; 4], out: &LossOutput, w: (f64, f64), grad_norm: f64) {
-    totals[0] += out.loss * w.0;
-    totals[1] += out.kl * w.1;
-    totals[2] += out.clip_fraction * w.1;
-    totals[3] += grad_norm;
-}
-
-/// The report of `num_iterations` updates on `seqs`; `totals` sums loss, KL, clip fraction
-/// and grad norm over the updates, and with `dp` the first three are summed across ranks so
-/// they are the whole batch's.
-pub(super) fn iterations_report(
-    rollouts: &Rollouts,
-    seqs: &[Sequence<'_>],
-    num_iterations: usize,
-    mut totals: [f64; 4],
-    timings: Timings,
-    dp: Option<&mut DataParallel>,
-) -> Result<StepReport> {
-    if let Some(dp) = dp {
-        let g = dp.sum_f64(&totals[..3])?;
-        totals[..3].copy_from_slice(&g);
-    }
-    let it = num_iterations as f64;
-    let tokens: usize = seqs
-        .iter()
-        .map(|q| q.prompt.len() + q.completion.len())
-        .sum();
-    Ok(StepReport {
-        rewards: Vec::new(),
-        format_errors: 0,
-        completion_lens: rollouts.completions.iter().map(Vec::len).collect(),
-        truncated: rollouts.truncated.iter().filter(|&&t| t).count(),
-        loss: totals[0] / it,
-        kl: totals[1] / it,
-        clip_fraction: totals[2] / it,
-        grad_norm: totals[3] / it,
-        generated_tokens: rollouts.completions.iter().map(Vec::len).sum(),
-        trained_tokens: tokens * num_iterations,
-        timings,
-    })
-}
-
-/// The inputs of a step's loss other than the policy's current log-probs.
-pub(super) struct LossInputs<'a> {
-    n_seq: usize,
-    seq_len: usize,
-    old: Option<Vec<f32>>,
-    reference: Option<Vec<f32>>,
-    mask: &'a [f32],
-}
-
-impl<'a> LossInputs<'a> {
-    /// Takes the sampling policy's log-probs (needed when the batch is reused) and then the
-    /// reference's (when `beta != 0`) with `logps`, in that order on every rank.
-    pub(super) fn new<M>(
-        s: &StepSettings,
-        rollouts: &'a Rollouts,
-        n_seq: usize,
-        policy: &M,
-        reference: Option<&M>,
-        mut logps: impl FnMut(&M) -> Result<Vec<f32>>,
-    ) -> Result<Self> {
-        let old = match s.num_iterations > 1 {
-            true => Some(logps(policy)?),
-            false => None,
-        };
-        let reference = match (reference, s.loss.beta != 0.0) {
-            (Some(r), true) => Some(logps(r)?),
-            _ => None,
-        };
-        Ok(LossInputs {
-            n_seq,
-            seq_len: rollouts.width,
-            old,
-            reference,
-            mask: &rollouts.mask,
-        })
-    }
-
-    /// The loss inputs with `logp` as the current policy's log-probs.
-    pub(super) fn with<'b>(&'b self, logp: &'b [f32]) -> TokenLogps<'b> {
-        TokenLogps {
-            n_seq: self.n_seq,
-            seq_len: self.seq_len,
-            logp,
-            old_logp: self.old.as_deref(),
-            ref_logp: self.reference.as_deref(),
-            mask: self.mask,
+        it.backward(|q, g| {
+            policy_backward(&learner.model, q, w, temp, micro, &mut learner.grads, g)
+        })?;
+        // ZeRO-1 reduces the gradients inside its step (reduce-scatter, not all-reduce).
+        let zero1 = learner.zero.is_some() && dp.is_some();
+        if let (false, Some(dp)) = (zero1, dp.as_deref_mut()) {
+            dp.sync_grads(&mut learner.grads)?;
         }
+        it.timings.backward += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let lr = lr as f32;
+        let stats = match (learner.zero.as_mut(), dp.as_deref_mut()) {
+            (Some(z), Some(dp)) => {
+                z.step(dp, &mut learner.opt, &mut learner.model, &learner.grads, lr)?
+            }
+            _ => learner
+                .opt
+                .step_with_lr(&mut learner.model, &learner.grads, lr)?,
+        };
+        it.stepped(stats.grad_norm, t0);
     }
+    it.report(dp)
 }

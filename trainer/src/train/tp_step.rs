@@ -16,16 +16,14 @@ use model::tp::TpModel;
 use model::LlamaParams;
 use runtime::comm::Communicator;
 
-use super::dp_step::{loss_weights, rank_seed};
+use super::dp_step::rank_seed;
+use super::iterations::Iterations;
 use super::rollout::{self, RolloutSettings, Rollouts};
-use super::step::{
-    accumulate, iterations_report, score_rollouts, sequences, weighted_loss_grad, LossInputs,
-    Reward, Scored, StepReport, StepSettings, Timings,
-};
+use super::step::{score_rollouts, Reward, Scored, StepReport, StepSettings};
 use super::tp_policy::{completion_logps, policy_backward};
 use super::Result;
 use crate::dp::DataParallel;
-use crate::grpo::{compute_advantages, grpo_loss};
+use crate::grpo::compute_advantages;
 
 /// A TP rank's training state: its shard, the optimizer over the shard, and the frozen
 /// reference's shard (held only when `beta != 0`).
@@ -159,46 +157,17 @@ pub fn train_on_rollouts(
     tp: &mut dyn Communicator,
     mut dp: Option<&mut DataParallel>,
 ) -> Result<StepReport> {
-    let (w_loss, w_tok) = match dp.as_deref_mut() {
-        Some(d) => loss_weights(d, s.loss.loss_type, rollouts)?,
-        None => (1.0, 1.0),
-    };
-    let temperature = s.rollout.temperature;
-    let width = rollouts.width;
-    let seqs = sequences(rollouts, prompts);
-    let mut timings = Timings::default();
-
-    let t0 = Instant::now();
-    let inputs = LossInputs::new(
-        s,
-        rollouts,
-        seqs.len(),
-        &learner.model,
-        learner.reference.as_ref(),
-        |m| completion_logps(m, &seqs, width, temperature, s.micro_batch, tp),
-    )?;
-    timings.logprobs = t0.elapsed().as_secs_f64();
-
-    let mut totals = [0f64; 4];
+    let (w, temp, micro) = (rollouts.width, s.rollout.temperature, s.micro_batch);
+    let mut it = Iterations::start(s, prompts, rollouts, advantages, dp.as_deref_mut())?;
+    it.take_logps(&learner.model, learner.reference.as_ref(), |m, q| {
+        completion_logps(m, q, w, temp, micro, tp)
+    })?;
     for _ in 0..s.num_iterations {
         let t0 = Instant::now();
         learner.grads.zero()?;
-        let mut grad_of = |logp: &[f32]| -> Result<Vec<f32>> {
-            let x = inputs.with(logp);
-            weighted_loss_grad(&s.loss, &x, advantages, w_loss)
-        };
-        let logp = policy_backward(
-            &learner.model,
-            &seqs,
-            width,
-            temperature,
-            s.micro_batch,
-            &mut learner.grads,
-            &mut grad_of,
-            tp,
-        )?;
-        let x = inputs.with(&logp);
-        let out = grpo_loss(&s.loss, &x, advantages)?;
+        it.backward(|q, g| {
+            policy_backward(&learner.model, q, w, temp, micro, &mut learner.grads, g, tp)
+        })?;
         learner
             .model
             .reduce_replicated_grads(&mut learner.grads, tp)?;
@@ -208,7 +177,7 @@ pub fn train_on_rollouts(
         // After the DP sum every DP replica holds the same shard gradients, so the TP
         // group's norm is the whole job's.
         let norm = learner.model.grad_norm(&learner.grads, tp)?;
-        timings.backward += t0.elapsed().as_secs_f64();
+        it.timings.backward += t0.elapsed().as_secs_f64();
 
         let t0 = Instant::now();
         let stats = learner.opt.step_with_norm(
@@ -217,8 +186,7 @@ pub fn train_on_rollouts(
             lr as f32,
             norm,
         )?;
-        timings.optimizer += t0.elapsed().as_secs_f64();
-        accumulate(&mut totals, &out, (w_loss, w_tok), stats.grad_norm);
+        it.stepped(stats.grad_norm, t0);
     }
-    iterations_report(rollouts, &seqs, s.num_iterations, totals, timings, dp)
+    it.report(dp)
 }
