@@ -497,29 +497,49 @@ impl Repo {
             .collect()
     }
 
-    /// Every commit reachable from `head`, parents before children.
     /// Every commit reachable from `head`, decoded, in `all_commits`' order: breadth-first
     /// from `head` through all parents in order (gix's default walk), reversed. Decoding
     /// here saves the readers decoding each commit a second time. `None` when any commit
     /// cannot be read (shallow or damaged history): the caller falls back to
     /// `all_commits`, which handles those as before.
     pub fn all_commits_decoded(&self, head: ObjectId) -> Option<Vec<CommitInfo>> {
+        let mut all = Vec::new();
+        let ok = self.walk_decoded(head, &mut |batch| all.extend(batch));
+        ok.then(|| {
+            all.reverse();
+            all
+        })
+    }
+
+    /// The walk of `all_commits_decoded`, newest first (not reversed), handed to `batch` a
+    /// few commits at a time as they are decoded, so that other threads can work on them
+    /// while the walk goes on. `false` when a commit cannot be read.
+    pub fn walk_decoded(&self, head: ObjectId, batch: &mut dyn FnMut(Vec<CommitInfo>)) -> bool {
+        const BATCH: usize = 64;
         let mut seen = std::collections::HashSet::from([head]);
         let mut next = std::collections::VecDeque::from([head]);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(BATCH);
         while let Some(id) = next.pop_front() {
-            let c = self.commit(id).ok()?;
+            let Ok(c) = self.commit(id) else {
+                return false;
+            };
             for &p in &c.parents {
                 if seen.insert(p) {
                     next.push_back(p);
                 }
             }
             out.push(c);
+            if out.len() == BATCH {
+                batch(std::mem::replace(&mut out, Vec::with_capacity(BATCH)));
+            }
         }
-        out.reverse();
-        Some(out)
+        if !out.is_empty() {
+            batch(out);
+        }
+        true
     }
 
+    /// Every commit reachable from `head`, parents before children.
     pub fn all_commits(&self, head: ObjectId) -> Result<Vec<ObjectId>> {
         let walk = self
             .repo

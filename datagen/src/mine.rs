@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
 use gix::hash::ObjectId;
 
@@ -159,17 +160,6 @@ impl Miner {
             self.report.repos_empty.push(name);
             return Ok(());
         };
-        let known = if self.opts.all_commits {
-            repo.all_commits_decoded(head).map(Known::new)
-        } else {
-            None
-        };
-        let order = match &known {
-            Some(k) => k.infos.iter().map(|c| c.id).collect(),
-            None if self.opts.all_commits => repo.all_commits(head)?,
-            None => self.first_parent_line(&repo, head),
-        };
-        let known = known.as_ref();
         let shared = repo.share();
         let jobs = self.opts.jobs.max(1);
         let cfg = self.opts.filter.clone();
@@ -180,6 +170,9 @@ impl Miner {
             events: events.as_ref(),
             json,
         };
+        let all_commits = self.opts.all_commits;
+        let walk = WalkShare::default();
+        let plan: OnceLock<Plan> = OnceLock::new();
         let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Unit>)>(jobs * 2);
         let work_rx = Mutex::new(work_rx);
         let (done_tx, done_rx) = mpsc::channel::<(u64, Vec<Done>)>();
@@ -202,19 +195,33 @@ impl Miner {
             }
             drop(done_tx);
             // Readers decode and diff commits ahead of the walk, chunk c on reader
-            // c % jobs, so only the co-change window stays on this thread.
-            let all_commits = self.opts.all_commits;
-            let order = &order;
-            let n_chunks = order.len().div_ceil(READ_CHUNK);
+            // c % jobs, so only the co-change window stays on this thread. While the
+            // `--all-commits` history walk runs, they diff its newest commits (which come
+            // last in walk order) instead of idling until it ends.
+            let (pre_tx, pre_rx) = mpsc::channel::<(usize, Vec<Result<PreRead>>)>();
             let mut readers = Vec::new();
+            let mut go = Vec::new();
             for t in 0..jobs {
                 let (tx, rx) = mpsc::sync_channel::<Vec<Result<Read>>>(2);
                 readers.push(rx);
+                let (go_tx, go_rx) = mpsc::channel::<()>();
+                go.push(go_tx);
                 let (shared, blobs, pack) = (&shared, blobs.clone(), &pack);
+                let (walk, plan, pre_tx) = (&walk, &plan, pre_tx.clone());
                 scope.spawn(move || {
                     let repo = Repo::from_shared(shared, path).with_shared_caches(blobs, pack);
+                    if all_commits {
+                        read_during_walk(&repo, walk, t, jobs, &pre_tx);
+                    }
+                    drop(pre_tx);
+                    if go_rx.recv().is_err() {
+                        return;
+                    }
+                    let Some(plan) = plan.get() else { return };
+                    let order = &plan.order[..plan.ahead];
+                    let known = plan.known.as_ref();
                     let mut last = None;
-                    for c in (t..n_chunks).step_by(jobs) {
+                    for c in (t..order.len().div_ceil(READ_CHUNK)).step_by(jobs) {
                         let ids = &order[c * READ_CHUNK..((c + 1) * READ_CHUNK).min(order.len())];
                         let read = ids
                             .iter()
@@ -226,16 +233,69 @@ impl Miner {
                     }
                 });
             }
+            drop(pre_tx);
+            let mut pre: HashMap<usize, Vec<Result<PreRead>>> = HashMap::new();
+            let known = if all_commits {
+                let ok = repo.walk_decoded(head, &mut |batch| walk.push(batch));
+                walk.finish();
+                pre.extend(pre_rx);
+                let w = std::mem::take(&mut *lock(&walk.state));
+                ok.then_some(Known {
+                    infos: w.infos,
+                    at: w.at,
+                })
+            } else {
+                None
+            };
+            // Pre-read chunks count from the newest commit on, without gaps.
+            let pre: Vec<Result<PreRead>> = match &known {
+                Some(_) => (0..).map_while(|b| pre.remove(&b)).flatten().collect(),
+                None => Vec::new(),
+            };
+            let order: Vec<ObjectId> = match &known {
+                Some(k) => k.infos.iter().rev().map(|c| c.id).collect(),
+                None if all_commits => repo.all_commits(head)?,
+                None => self.first_parent_line(&repo, head),
+            };
+            let ahead = order.len() - pre.len();
+            let plan = plan.get_or_init(|| Plan {
+                order,
+                known,
+                ahead,
+            });
+            for g in go {
+                let _ = g.send(());
+            }
+            let order = &plan.order;
+            let n_chunks = ahead.div_ceil(READ_CHUNK);
+            let mut pre = pre.into_iter().rev().zip(order[ahead..].iter());
+            let known = plan.known.as_ref();
             let mut ordered = Ordered::default();
             let mut window = Window::new(self.opts.window);
             let mut pending: Vec<Unit> = Vec::new();
-            let mut reads = (0..n_chunks).flat_map(|c| match readers[c % jobs].recv() {
-                Ok(chunk) => chunk,
-                Err(_) => vec![Err(Error::Git {
-                    op: "read commits",
-                    msg: "a reader thread stopped early".into(),
-                })],
-            });
+            let mut reads = (0..n_chunks)
+                .flat_map(|c| match readers[c % jobs].recv() {
+                    Ok(chunk) => chunk,
+                    Err(_) => vec![Err(Error::Git {
+                        op: "read commits",
+                        msg: "a reader thread stopped early".into(),
+                    })],
+                })
+                .chain(std::iter::from_fn(|| {
+                    let (r, &id) = pre.next()?;
+                    Some(r.and_then(|p| {
+                        let c = known.and_then(|k| k.get(id)).cloned();
+                        let c = c.ok_or_else(|| Error::Git {
+                            op: "read commits",
+                            msg: format!("{id} was read ahead but not walked"),
+                        })?;
+                        Ok(Read {
+                            c,
+                            parent_tree: p.parent_tree,
+                            changes: p.changes,
+                        })
+                    }))
+                }));
             for id in order {
                 self.report.commits_walked += 1;
                 if self.report.commits_walked.is_multiple_of(512) {
@@ -451,18 +511,14 @@ impl Miner {
     }
 }
 
-/// Commits decoded by the walk that ordered them, by id.
+/// Commits decoded by the walk that ordered them (newest first), by id.
+#[derive(Default)]
 struct Known {
     infos: Vec<CommitInfo>,
     at: HashMap<ObjectId, usize>,
 }
 
 impl Known {
-    fn new(infos: Vec<CommitInfo>) -> Known {
-        let at = infos.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
-        Known { infos, at }
-    }
-
     fn get(&self, id: ObjectId) -> Option<&CommitInfo> {
         self.at.get(&id).map(|&i| &self.infos[i])
     }
@@ -470,6 +526,116 @@ impl Known {
 
 /// Commits per read-ahead chunk.
 const READ_CHUNK: usize = 128;
+
+/// Chunks at most that readers diff while the walk runs: bounds what waits in memory for
+/// the walk to end, whatever the length of the history.
+const MAX_CHUNKS_DURING_WALK: usize = 128;
+
+/// What the readers follow once the walk is over: commits in walk order, the decoded
+/// ones, and how many of the oldest the readers still diff (the rest were diffed during
+/// the walk).
+struct Plan {
+    order: Vec<ObjectId>,
+    known: Option<Known>,
+    ahead: usize,
+}
+
+/// The history walk so far, shared with the readers.
+#[derive(Default)]
+struct WalkShare {
+    state: Mutex<Known>,
+    /// Signalled after each batch of commits and when the walk ends.
+    grown: Condvar,
+    done: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl WalkShare {
+    fn push(&self, batch: Vec<CommitInfo>) {
+        let mut k = lock(&self.state);
+        for c in batch {
+            let i = k.infos.len();
+            k.at.insert(c.id, i);
+            k.infos.push(c);
+        }
+        self.grown.notify_all();
+    }
+
+    fn finish(&self) {
+        let _k = lock(&self.state);
+        self.done.store(true, AtomicOrdering::SeqCst);
+        self.grown.notify_all();
+    }
+}
+
+/// A commit diffed while the walk ran (its `CommitInfo` is the walk's).
+struct PreRead {
+    parent_tree: Option<ObjectId>,
+    changes: Option<Vec<Change>>,
+}
+
+/// Reader `t` of `jobs` during the `--all-commits` walk: diffs walk chunks t, t + jobs, ...
+/// (newest commits first) once they and their parents are decoded, until the walk ends.
+fn read_during_walk(
+    repo: &Repo,
+    walk: &WalkShare,
+    t: usize,
+    jobs: usize,
+    tx: &mpsc::Sender<(usize, Vec<Result<PreRead>>)>,
+) {
+    for b in (t..MAX_CHUNKS_DURING_WALK).step_by(jobs) {
+        // A chunk's parents are nearly always decoded one chunk later in a breadth-first walk.
+        let want = (b + 2) * READ_CHUNK;
+        // (tree, is a merge, first parent, its tree when the walk has decoded it)
+        type Todo = (ObjectId, bool, Option<ObjectId>, Option<Option<ObjectId>>);
+        let todo: Vec<Todo> = {
+            let mut k = lock(&walk.state);
+            while k.infos.len() < want && !walk.done.load(AtomicOrdering::SeqCst) {
+                k = walk.grown.wait(k).unwrap_or_else(|e| e.into_inner());
+            }
+            if walk.done.load(AtomicOrdering::SeqCst) {
+                return;
+            }
+            k.infos[b * READ_CHUNK..(b + 1) * READ_CHUNK]
+                .iter()
+                .map(|c| {
+                    let first = c.parents.first().copied();
+                    let parent_tree = first.map(|p| k.get(p).map(|pc| pc.tree));
+                    (c.tree, c.parents.len() >= 2, first, parent_tree)
+                })
+                .collect()
+        };
+        // Oldest first within the chunk: newer objects are stored as deltas against older
+        // ones, so this order finds delta bases in the shared cache.
+        let mut reads: Vec<Result<PreRead>> = todo
+            .into_iter()
+            .rev()
+            .map(|(tree, merge, first, parent_tree)| {
+                let parent_tree = match (first, parent_tree) {
+                    (Some(_), Some(Some(pt))) => Some(pt),
+                    (Some(p), _) => Some(repo.commit(p)?.tree),
+                    (None, _) => None,
+                };
+                let changes = if merge {
+                    None
+                } else {
+                    Some(repo.diff_trees(parent_tree, Some(tree))?)
+                };
+                Ok(PreRead {
+                    parent_tree,
+                    changes,
+                })
+            })
+            .collect();
+        reads.reverse();
+        if tx.send((b, reads)).is_err() {
+            return;
+        }
+    }
+}
 
 /// A commit decoded and diffed against its first parent ahead of the walk.
 struct Read {

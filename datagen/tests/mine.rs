@@ -660,3 +660,60 @@ fn decoded_walk_orders_commits_like_the_gix_rev_walk() {
         assert_eq!(c.tree, repo.commit(c.id).unwrap().tree);
     }
 }
+
+/// A history long enough for readers to diff its newest commits while the walk still runs
+/// (walk chunks of 128): every instance must still carry its own commit's change, in walk
+/// order, for any number of threads.
+#[test]
+fn long_history_instances_match_their_commits() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(git_in(&dir, &["init", "-q", "-b", "main"]).status.success());
+    let mut s = Vec::new();
+    let n = 2000;
+    for i in 0..n {
+        let (msg, body) = (format!("Change {i}"), format!("x = {i}\n"));
+        writeln!(s, "commit refs/heads/main\nmark :{}", i + 1).unwrap();
+        let who = format!("Dev <dev@example.com> {} +0000", 1_600_000_000 + i * 60);
+        writeln!(s, "author {who}\ncommitter {who}").unwrap();
+        writeln!(s, "data {}\n{msg}", msg.len()).unwrap();
+        if i > 0 {
+            writeln!(s, "from :{i}").unwrap();
+        }
+        let path = format!("pkg/f{}.py", i % 5);
+        writeln!(s, "M 100644 inline {path}\ndata {}\n{body}", body.len()).unwrap();
+    }
+    let mut child = std::process::Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&s).unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut runs = Vec::new();
+    for jobs in [1, 3] {
+        let opts = MineOptions {
+            all_commits: true,
+            jobs,
+            ..MineOptions::default()
+        };
+        let (insts, report) = mine(&[&dir], opts, None);
+        assert_eq!(report.commits_walked, n as u64);
+        // The root commit adds its file; every other commit edits one line.
+        assert_eq!(insts.len(), n as usize);
+        for (i, inst) in insts.iter().enumerate() {
+            assert_eq!(inst.title, format!("Change {i}"));
+            let path = format!("pkg/f{}.py", i % 5);
+            assert_eq!(inst.oracle_new_content[&path], format!("x = {i}\n"), "{i}");
+            if i >= 5 {
+                assert_eq!(inst.code_context[&path], format!("x = {}\n", i - 5), "{i}");
+            }
+        }
+        runs.push(insts);
+    }
+    let ids = |v: &[Instance]| v.iter().map(|i| i.head_commit.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&runs[0]), ids(&runs[1]));
+}
