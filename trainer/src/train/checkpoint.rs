@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use model::optim::AdamW;
 use model::safetensors_io::{self, write_atomic};
 use model::Llama;
 use runtime::DType;
@@ -74,6 +75,30 @@ fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
+}
+
+/// Writes the checkpoint after GRPO step `step` of a trainer: model `m`, optimizer `opt`
+/// (full, not sharded), and the state to resume from (`rng`, the task's `cursor`, `cfg`).
+pub fn save_trainer(
+    cfg: &GrpoConfig,
+    step: usize,
+    m: &Llama,
+    opt: &AdamW,
+    rng: [u64; 4],
+    cursor: serde_json::Value,
+    side_files_from: Option<&Path>,
+) -> Result<PathBuf> {
+    let state = TrainerState {
+        format: STATE_FORMAT.into(),
+        version: STATE_VERSION,
+        step,
+        optimizer_step: opt.step,
+        rng,
+        cursor,
+        config: cfg.clone(),
+    };
+    let write_opt = |p: &Path| Ok(opt.save_state(&m.config, p)?);
+    save(&cfg.output_dir, m, side_files_from, &write_opt, &state)
 }
 
 /// Writes a checkpoint atomically: everything into `.checkpoint-N.tmp`, then one rename.

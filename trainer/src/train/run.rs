@@ -8,7 +8,7 @@ use model::optim::AdamW;
 use model::Llama;
 use runtime::Rng;
 
-use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
+use super::checkpoint::{self, OPTIMIZER_FILE};
 use super::dp_step::grpo_step_dp;
 use super::metrics::StepMetrics;
 use super::policy::deep_copy;
@@ -213,23 +213,14 @@ impl<T: Task> Trainer<T> {
     }
 
     fn save_with(&self, opt: &AdamW) -> Result<PathBuf> {
-        let state = TrainerState {
-            format: STATE_FORMAT.into(),
-            version: STATE_VERSION,
-            step: self.step,
-            optimizer_step: opt.step,
-            rng: self.rng.state(),
-            cursor: self.task.cursor(),
-            config: self.cfg.clone(),
-        };
-        let m = &self.learner.model;
-        let write_opt = |p: &Path| Ok(opt.save_state(&m.config, p)?);
-        checkpoint::save(
-            &self.cfg.output_dir,
-            m,
+        checkpoint::save_trainer(
+            &self.cfg,
+            self.step,
+            &self.learner.model,
+            opt,
+            self.rng.state(),
+            self.task.cursor(),
             self.side_files.as_deref(),
-            &write_opt,
-            &state,
         )
     }
 

@@ -16,7 +16,7 @@ use model::{Llama, LlamaParams, ModelError};
 use runtime::comm::{Backend, Communicator, DistEnv, MeshGroups, Rendezvous, ThreadGroup};
 use runtime::{DType, Rng};
 
-use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE, STATE_FORMAT, STATE_VERSION};
+use super::checkpoint::{self, OPTIMIZER_FILE};
 use super::metrics::StepMetrics;
 use super::run::Task;
 use super::run_loop::{run_steps, Steps};
@@ -285,23 +285,15 @@ impl<T: Task> TpTrainer<T> {
         };
         let written = match plan.rank == 0 {
             true => {
-                let state = TrainerState {
-                    format: STATE_FORMAT.into(),
-                    version: STATE_VERSION,
-                    step: self.step,
-                    optimizer_step: full_opt.step,
-                    rng: self.rng.state(),
-                    cursor: self.task.cursor(),
-                    config: self.cfg.clone(),
-                };
                 let m = Llama::from_params(plan.full.clone(), params)?;
-                let write_opt = |p: &Path| Ok(full_opt.save_state(&m.config, p)?);
-                checkpoint::save(
-                    &self.cfg.output_dir,
+                checkpoint::save_trainer(
+                    &self.cfg,
+                    self.step,
                     &m,
+                    &full_opt,
+                    self.rng.state(),
+                    self.task.cursor(),
                     self.side_files.as_deref(),
-                    &write_opt,
-                    &state,
                 )
                 .map(Some)
             }
