@@ -123,6 +123,15 @@ impl<'t> LogprobRows<'t> {
     }
 }
 
+/// The tensors of one AdamW step (see [`crate::ops::adamw_step`]).
+pub struct AdamWTensors<'t> {
+    pub param: &'t mut Tensor,
+    pub grad: &'t Tensor,
+    pub m: &'t mut Tensor,
+    pub v: &'t mut Tensor,
+    pub copy: Option<&'t mut Tensor>,
+}
+
 /// Hyper-parameters of one AdamW step (PyTorch `torch.optim.AdamW` semantics).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWParams {
@@ -214,15 +223,7 @@ pub trait Backend: Send + Sync {
         r: &LogprobRows,
     ) -> Result<()>;
     fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()>;
-    fn adamw(
-        &self,
-        param: &mut Tensor,
-        grad: &Tensor,
-        m: &mut Tensor,
-        v: &mut Tensor,
-        copy: Option<&mut Tensor>,
-        p: &AdamWParams,
-    ) -> Result<()>;
+    fn adamw(&self, t: AdamWTensors, p: &AdamWParams) -> Result<()>;
 }
 
 /// The backend serving `device`.

@@ -2,19 +2,12 @@
 
 use rayon::prelude::*;
 
-use crate::backend::AdamWParams;
-use crate::{Result, Tensor};
+use crate::backend::{AdamWParams, AdamWTensors};
+use crate::Result;
 
-pub(crate) fn adamw(
-    param: &mut Tensor,
-    grad: &Tensor,
-    m: &mut Tensor,
-    v: &mut Tensor,
-    copy: Option<&mut Tensor>,
-    p: &AdamWParams,
-) -> Result<()> {
+pub(crate) fn adamw(t: AdamWTensors, p: &AdamWParams) -> Result<()> {
     const OP: &str = "adamw_step";
-    let g = grad.f32_cow(OP)?;
+    let g = t.grad.f32_cow(OP)?;
     let bc1 = 1.0 - (p.beta1 as f64).powi(p.step.min(i32::MAX as u64) as i32);
     let bc2 = 1.0 - (p.beta2 as f64).powi(p.step.min(i32::MAX as u64) as i32);
     let step_size = (p.lr as f64 / bc1) as f32;
@@ -22,9 +15,9 @@ pub(crate) fn adamw(
     let decay = 1.0 - p.lr * p.weight_decay;
     const C: usize = super::elementwise::CHUNK;
     {
-        let ps = param.as_mut_slice::<f32>()?;
-        let ms = m.as_mut_slice::<f32>()?;
-        let vs = v.as_mut_slice::<f32>()?;
+        let ps = t.param.as_mut_slice::<f32>()?;
+        let ms = t.m.as_mut_slice::<f32>()?;
+        let vs = t.v.as_mut_slice::<f32>()?;
         ps.par_chunks_mut(C)
             .zip(ms.par_chunks_mut(C))
             .zip(vs.par_chunks_mut(C))
@@ -39,8 +32,8 @@ pub(crate) fn adamw(
                 }
             });
     }
-    if let Some(c) = copy {
-        super::cast::cast(c, param)?;
+    if let Some(c) = t.copy {
+        super::cast::cast(c, t.param)?;
     }
     Ok(())
 }

@@ -11,7 +11,8 @@ pub(crate) mod nn;
 pub(crate) mod vec;
 
 use crate::backend::{
-    AdamWParams, AttnArgs, AttnGrads, Backend, LogprobRows, MatmulDims, MatmulParams, RmsNormGrads,
+    AdamWParams, AdamWTensors, AttnArgs, AttnGrads, Backend, LogprobRows, MatmulDims, MatmulParams,
+    RmsNormGrads,
 };
 use crate::{Result, Tensor};
 
@@ -132,15 +133,7 @@ impl Backend for CpuBackend {
     fn softmax(&self, out: &mut Tensor, x: &Tensor, temperature: f32) -> Result<()> {
         loss::softmax(out, x, temperature)
     }
-    fn adamw(
-        &self,
-        param: &mut Tensor,
-        grad: &Tensor,
-        m: &mut Tensor,
-        v: &mut Tensor,
-        copy: Option<&mut Tensor>,
-        p: &AdamWParams,
-    ) -> Result<()> {
-        adamw::adamw(param, grad, m, v, copy, p)
+    fn adamw(&self, t: AdamWTensors, p: &AdamWParams) -> Result<()> {
+        adamw::adamw(t, p)
     }
 }

@@ -13,7 +13,8 @@ use super::util::{
 };
 use super::{dev_err, loss_optim, seq};
 use crate::backend::{
-    AdamWParams, AttnArgs, AttnGrads, Backend, LogprobRows, MatmulDims, MatmulParams, RmsNormGrads,
+    AdamWParams, AdamWTensors, AttnArgs, AttnGrads, Backend, LogprobRows, MatmulDims, MatmulParams,
+    RmsNormGrads,
 };
 use crate::{DType, Error, Result, Tensor};
 
@@ -361,15 +362,7 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn adamw(
-        &self,
-        param: &mut Tensor,
-        grad: &Tensor,
-        m: &mut Tensor,
-        v: &mut Tensor,
-        copy: Option<&mut Tensor>,
-        p: &AdamWParams,
-    ) -> Result<()> {
-        loss_optim::adamw(param, grad, m, v, copy, p)
+    fn adamw(&self, t: AdamWTensors, p: &AdamWParams) -> Result<()> {
+        loss_optim::adamw(t, p)
     }
 }

@@ -10,7 +10,7 @@ use super::util::{
     float_dispatch, gpu_of, ids_i32, ids_view, index_values, not_implemented, one_dtype, view,
     with_mut,
 };
-use crate::backend::{AdamWParams, LogprobRows};
+use crate::backend::{AdamWParams, AdamWTensors, LogprobRows};
 use crate::{DType, Error, Result, Tensor};
 
 /// Rows, vocabulary and the kernels' spec, after checking every target as the CPU twin does
@@ -112,29 +112,22 @@ fn hyper(p: &AdamWParams) -> kernels::adamw::AdamwHyper {
 /// One AdamW step on f32 `param`, `m`, `v` from `grad` (any float); the updated weights are
 /// also written to `copy` (fused when it has the gradient's dtype, else a cast afterwards, as
 /// the CPU twin does).
-pub(super) fn adamw(
-    param: &mut Tensor,
-    grad: &Tensor,
-    m: &mut Tensor,
-    v: &mut Tensor,
-    copy: Option<&mut Tensor>,
-    p: &AdamWParams,
-) -> Result<()> {
+pub(super) fn adamw(t: AdamWTensors, p: &AdamWParams) -> Result<()> {
     const OP: &str = "adamw_step";
-    let n = param.numel();
-    let gpu = gpu_of(OP, grad)?;
+    let n = t.param.numel();
+    let gpu = gpu_of(OP, t.grad)?;
     let h = hyper(p);
-    let gd = grad.dtype();
-    let (fused, after) = match copy {
+    let gd = t.grad.dtype();
+    let (fused, after) = match t.copy {
         Some(c) if c.dtype() == gd => (Some(c), None),
         other => (None, other),
     };
     float_dispatch!(gd, OP, E => unsafe {
         // SAFETY: grad (and a fused copy) hold E; param, m, v are F32 (checked by ops).
-        let gv = view::<E>(OP, grad)?;
-        with_mut::<f32, _>(OP, param, |pv| {
-            with_mut::<f32, _>(OP, m, |mv| {
-                with_mut::<f32, _>(OP, v, |vv| match fused {
+        let gv = view::<E>(OP, t.grad)?;
+        with_mut::<f32, _>(OP, t.param, |pv| {
+            with_mut::<f32, _>(OP, t.m, |mv| {
+                with_mut::<f32, _>(OP, t.v, |vv| match fused {
                     Some(c) => with_mut::<E, _>(OP, c, |cv| {
                         kernels::adamw::adamw::<E>(
                             gpu,
@@ -155,7 +148,7 @@ pub(super) fn adamw(
         })
     })?;
     if let Some(c) = after {
-        crate::backend::Backend::cast(&super::CudaBackend, c, param)?;
+        crate::backend::Backend::cast(&super::CudaBackend, c, t.param)?;
     }
     Ok(())
 }

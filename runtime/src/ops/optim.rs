@@ -1,7 +1,7 @@
 //! Optimizer step.
 
 use super::{check_f32, check_float, check_shape, dispatch};
-use crate::backend::AdamWParams;
+use crate::backend::{AdamWParams, AdamWTensors};
 use crate::{Error, Result, Tensor};
 
 /// One AdamW step in place (PyTorch `AdamW`, decoupled weight decay, bias correction):
@@ -38,5 +38,13 @@ pub fn adamw_step(
             msg: "step is 1-based; got 0".into(),
         });
     }
-    dispatch(OP, &[param, grad, m, v])?.adamw(param, grad, m, v, copy, p)
+    let be = dispatch(OP, &[param, grad, m, v])?;
+    let t = AdamWTensors {
+        param,
+        grad,
+        m,
+        v,
+        copy,
+    };
+    be.adamw(t, p)
 }
