@@ -158,21 +158,9 @@ pub(crate) fn attention_fwd(
                     let tb = BQ.min(g.t - t0);
                     let n_keys = rule.causal_len(b, t0 + tb - 1);
                     sc.resize(tb * n_keys, 0.0);
-                    let qm = Mat {
-                        ptr: qf[g.q_at(b, t0, h)..].as_ptr(),
-                        rs: g.q_rs() as isize,
-                        cs: 1,
-                    };
-                    let kt = Mat {
-                        ptr: kf[g.k_at(b, 0, kh)..].as_ptr(),
-                        rs: 1,
-                        cs: g.k_rs() as isize,
-                    };
-                    let vm = Mat {
-                        ptr: vf[g.k_at(b, 0, kh)..].as_ptr(),
-                        rs: g.k_rs() as isize,
-                        cs: 1,
-                    };
+                    let qm = Mat::rows(&qf[g.q_at(b, t0, h)..], g.q_rs());
+                    let kt = Mat::cols(&kf[g.k_at(b, 0, kh)..], g.k_rs());
+                    let vm = Mat::rows(&vf[g.k_at(b, 0, kh)..], g.k_rs());
                     // SAFETY: q rows t0..t0+tb and k/v rows 0..n_keys (<= S) of this (b, head) are in
                     // bounds; `out` rows of head h of sequence b are written by this task only.
                     unsafe {
@@ -188,11 +176,7 @@ pub(crate) fn attention_fwd(
                             0.0,
                         );
                         softmax_rows(&mut sc, n_keys, &rule, b, t0, &mut lrow[t0..t0 + tb]);
-                        let pm = Mat {
-                            ptr: sc.as_ptr(),
-                            rs: n_keys as isize,
-                            cs: 1,
-                        };
+                        let pm = Mat::rows(&sc, n_keys);
                         let dst = optr.get().add(g.q_at(b, t0, h));
                         gemm_strided(tb, g.d, n_keys, dst, g.q_rs(), pm, vm, 1.0, 0.0);
                     }
@@ -228,37 +212,17 @@ pub(crate) fn attention_bwd(t: AttnGrads, a: &AttnArgs) -> Result<()> {
                     let mut dk_l = vec![0.0f32; n_all * g.d];
                     let mut dv_l = vec![0.0f32; n_all * g.d];
                     let (mut p, mut dp, mut lrow) = (Vec::new(), Vec::new(), vec![0.0f32; BQ]);
-                    let kt = Mat {
-                        ptr: kf[g.k_at(b, 0, kh)..].as_ptr(),
-                        rs: 1,
-                        cs: g.k_rs() as isize,
-                    };
-                    let km = Mat {
-                        ptr: kf[g.k_at(b, 0, kh)..].as_ptr(),
-                        rs: g.k_rs() as isize,
-                        cs: 1,
-                    };
-                    let vt = Mat {
-                        ptr: vf[g.k_at(b, 0, kh)..].as_ptr(),
-                        rs: 1,
-                        cs: g.k_rs() as isize,
-                    };
+                    let kt = Mat::cols(&kf[g.k_at(b, 0, kh)..], g.k_rs());
+                    let km = Mat::rows(&kf[g.k_at(b, 0, kh)..], g.k_rs());
+                    let vt = Mat::cols(&vf[g.k_at(b, 0, kh)..], g.k_rs());
                     for h in kh * grp..(kh + 1) * grp {
                         for t0 in (0..g.t).step_by(BQ) {
                             let tb = BQ.min(g.t - t0);
                             let n_keys = rule.causal_len(b, t0 + tb - 1);
                             p.resize(tb * n_keys, 0.0);
                             dp.resize(tb * n_keys, 0.0);
-                            let qm = Mat {
-                                ptr: qf[g.q_at(b, t0, h)..].as_ptr(),
-                                rs: g.q_rs() as isize,
-                                cs: 1,
-                            };
-                            let gm = Mat {
-                                ptr: gf[g.q_at(b, t0, h)..].as_ptr(),
-                                rs: g.q_rs() as isize,
-                                cs: 1,
-                            };
+                            let qm = Mat::rows(&qf[g.q_at(b, t0, h)..], g.q_rs());
+                            let gm = Mat::rows(&gf[g.q_at(b, t0, h)..], g.q_rs());
                             // SAFETY: all operands address rows inside this (b, head) slab of their
                             // tensors; dq rows of head h and the local dk/dv are owned by this task.
                             unsafe {
@@ -293,11 +257,7 @@ pub(crate) fn attention_bwd(t: AttnGrads, a: &AttnArgs) -> Result<()> {
                                     }
                                 }
                                 // dV += P^T dO
-                                let pt = Mat {
-                                    ptr: p.as_ptr(),
-                                    rs: 1,
-                                    cs: n_keys as isize,
-                                };
+                                let pt = Mat::cols(&p, n_keys);
                                 gemm_strided(
                                     n_keys,
                                     g.d,
@@ -335,19 +295,11 @@ pub(crate) fn attention_bwd(t: AttnGrads, a: &AttnArgs) -> Result<()> {
                                     }
                                 }
                                 // dQ = dS K (rows of head h: this task's alone)
-                                let ds = Mat {
-                                    ptr: dp.as_ptr(),
-                                    rs: n_keys as isize,
-                                    cs: 1,
-                                };
+                                let ds = Mat::rows(&dp, n_keys);
                                 let dst = dqp.get().add(g.q_at(b, t0, h));
                                 gemm_strided(tb, g.d, n_keys, dst, g.q_rs(), ds, km, 1.0, 0.0);
                                 // dK += dS^T Q
-                                let dst_t = Mat {
-                                    ptr: dp.as_ptr(),
-                                    rs: 1,
-                                    cs: n_keys as isize,
-                                };
+                                let dst_t = Mat::cols(&dp, n_keys);
                                 gemm_strided(
                                     n_keys,
                                     g.d,

@@ -187,6 +187,26 @@ pub(crate) struct Mat {
     pub cs: isize,
 }
 
+impl Mat {
+    /// The matrix whose row `i` starts at `s[i * stride]` (unit column stride).
+    pub(crate) fn rows(s: &[f32], stride: usize) -> Mat {
+        Mat {
+            ptr: s.as_ptr(),
+            rs: stride as isize,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of [`Mat::rows`]: element `(i, j)` at `s[j * stride + i]`.
+    pub(crate) fn cols(s: &[f32], stride: usize) -> Mat {
+        Mat {
+            ptr: s.as_ptr(),
+            rs: 1,
+            cs: stride as isize,
+        }
+    }
+}
+
 /// Single-threaded `dst = alpha * a @ b + beta * dst` with `a: [m, k]`, `b: [k, n]`, row-major
 /// `dst` with row stride `dst_rs`. `beta == 0` ignores the old contents.
 ///
