@@ -7,7 +7,7 @@ use similar::{ChangeTag, TextDiff};
 
 /// git's own rule: a NUL byte in the first 8000 bytes means binary.
 pub fn is_binary(data: &[u8]) -> bool {
-    data[..data.len().min(8000)].contains(&0)
+    crate::bytescan::contains(&data[..data.len().min(8000)], 0)
 }
 
 /// SWE-bench (`extract_patches`) sends a file to `test_patch` when its path contains one of
@@ -183,7 +183,7 @@ const CONTEXT: usize = 3;
 fn split_lines(s: &str) -> Vec<&str> {
     let b = s.as_bytes();
     let mut lines = Vec::with_capacity(b.len() / 32 + 1);
-    if !b.contains(&b'\r') {
+    if !crate::bytescan::contains(b, b'\r') {
         let mut start = 0;
         crate::bytescan::for_each_eq(b, b'\n', |i| {
             lines.push(&s[start..=i]);
@@ -223,7 +223,7 @@ fn write_hunks(out: &mut String, old: &str, new: &str) -> LineCounts {
     // cost for small edits to large files. Hunks are unchanged apart from the line shift.
     // similar also ends lines at a lone `\r`; trimming counts `\n` lines only, so files
     // with carriage returns are diffed whole to keep the hunk line numbers exact.
-    let has_cr = |t: &str| t.as_bytes().contains(&b'\r');
+    let has_cr = |t: &str| crate::bytescan::contains(t.as_bytes(), b'\r');
     let (pre_ends, suf_lines) = if has_cr(old) || has_cr(new) {
         (Vec::new(), 0)
     } else {
