@@ -1,6 +1,6 @@
 //! Launcher for `cast.cu`: f32 <-> bf16 <-> f16 (round to nearest even), i64 -> i32 indices.
 
-use crate::context::{need, stride_blocks, Elem, Gpu};
+use crate::context::{need, Elem, Gpu};
 use crate::error::{shape, Result};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
@@ -30,6 +30,5 @@ pub fn cast<I: Elem, O: Elem>(
     gpu.launch(OP, "cast", format!("cast_{}_{}", I::SUFFIX, O::SUFFIX))?
         .ptr(xp)
         .ptr(yp)
-        .i64(n as i64)
-        .run(stride_blocks(n, 256), (256, 1))
+        .run_flat(n)
 }

@@ -299,6 +299,12 @@ impl Launch<'_> {
         self
     }
 
+    /// Appends `n` as the last (`i64`) argument and launches one grid-stride pass over `n`
+    /// elements in blocks of 256 threads: the flat element-wise kernels' shape.
+    pub fn run_flat(self, n: usize) -> Result<()> {
+        self.i64(n as i64).run(stride_blocks(n, 256), (256, 1))
+    }
+
     /// Launches on the device's stream with `grid` blocks of `block` threads.
     pub fn run(self, grid: u32, block: (u32, u32)) -> Result<()> {
         let got: Vec<Param> = self.args.iter().map(Arg::kind).collect();

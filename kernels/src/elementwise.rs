@@ -27,8 +27,7 @@ fn binary<E: Elem>(
         .ptr(ap)
         .ptr(bp)
         .ptr(outp)
-        .i64(n as i64)
-        .run(stride_blocks(n, 256), (256, 1))
+        .run_flat(n)
 }
 
 /// out = a + b.
@@ -61,8 +60,7 @@ fn scale_ptrs<E: Elem>(gpu: &Gpu, xp: u64, op: u64, s_: f32, n: usize) -> Result
         .ptr(xp)
         .ptr(op)
         .f32(s_)
-        .i64(n as i64)
-        .run(stride_blocks(n, 256), (256, 1))
+        .run_flat(n)
 }
 
 /// out = s * x.
@@ -115,8 +113,7 @@ pub fn axpy<E: Elem>(
         .ptr(yp)
         .f32(alpha)
         .ptr(xp)
-        .i64(n as i64)
-        .run(stride_blocks(n, 256), (256, 1))
+        .run_flat(n)
 }
 
 /// Writes `new` [batch, t, row] into `cache` [batch, s_max, row] at rows starts[b] .. starts[b]+t;

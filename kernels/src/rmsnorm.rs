@@ -5,6 +5,26 @@ use crate::context::{dim, mul, need, Elem, Gpu};
 use crate::error::Result;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
+/// `rows * d` after checking that `x` holds that many elements and `w` holds `d`.
+fn checked_rows<E: Elem>(
+    op: &'static str,
+    x: &impl DevicePtr<E>,
+    w: &impl DevicePtr<E>,
+    rows: usize,
+    d: usize,
+) -> Result<usize> {
+    let n = mul(op, rows, d)?;
+    need(op, "x", x.len(), n)?;
+    need(op, "w", w.len(), d)?;
+    Ok(n)
+}
+
+/// The kernels' `i32` sizes, or `None` when there are no elements (nothing to launch).
+fn launch_dims(op: &'static str, rows: usize, d: usize) -> Result<Option<(i32, i32)>> {
+    let dims = (dim(op, "rows", rows)?, dim(op, "d", d)?);
+    Ok((rows * d != 0).then_some(dims))
+}
+
 /// y = w * (x * rstd); saves rstd = 1/rms per row for the backward.
 #[allow(clippy::too_many_arguments)]
 pub fn rmsnorm_fwd<E: Elem>(
@@ -18,15 +38,12 @@ pub fn rmsnorm_fwd<E: Elem>(
     eps: f32,
 ) -> Result<()> {
     const OP: &str = "rmsnorm_fwd";
-    let n = mul(OP, rows, d)?;
-    need(OP, "x", x.len(), n)?;
-    need(OP, "w", w.len(), d)?;
+    let n = checked_rows(OP, x, w, rows, d)?;
     need(OP, "y", y.len(), n)?;
     need(OP, "rstd", rstd.len(), rows)?;
-    let (ri, di) = (dim(OP, "rows", rows)?, dim(OP, "d", d)?);
-    if n == 0 {
+    let Some((ri, di)) = launch_dims(OP, rows, d)? else {
         return Ok(());
-    }
+    };
     let s = gpu.stream().clone();
     let (xp, _g1) = x.device_ptr(&s);
     let (wp, _g2) = w.device_ptr(&s);
@@ -59,17 +76,14 @@ pub fn rmsnorm_bwd<E: Elem>(
     accumulate_dx: bool,
 ) -> Result<()> {
     const OP: &str = "rmsnorm_bwd";
-    let n = mul(OP, rows, d)?;
-    need(OP, "x", x.len(), n)?;
-    need(OP, "w", w.len(), d)?;
+    let n = checked_rows(OP, x, w, rows, d)?;
     need(OP, "rstd", rstd.len(), rows)?;
     need(OP, "dy", dy.len(), n)?;
     need(OP, "dx", dx.len(), n)?;
     need(OP, "dw", dw.len(), d)?;
-    let (ri, di) = (dim(OP, "rows", rows)?, dim(OP, "d", d)?);
-    if n == 0 {
+    let Some((ri, di)) = launch_dims(OP, rows, d)? else {
         return Ok(());
-    }
+    };
     let s = gpu.stream().clone();
     let (xp, _g1) = x.device_ptr(&s);
     let (wp, _g2) = w.device_ptr(&s);

@@ -1,7 +1,7 @@
 //! Launchers for `swiglu.cu` (`runtime::ops::swiglu_fwd` / `swiglu_bwd`): gate, up, h and their
 //! gradients, n elements each.
 
-use crate::context::{need, stride_blocks, Elem, Gpu};
+use crate::context::{need, Elem, Gpu};
 use crate::error::Result;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 
@@ -28,8 +28,7 @@ pub fn swiglu_fwd<E: Elem>(
         .ptr(gp)
         .ptr(upp)
         .ptr(hp)
-        .i64(n as i64)
-        .run(stride_blocks(n, 256), (256, 1))
+        .run_flat(n)
 }
 
 /// dgate = dh * up * silu'(gate), dup = dh * silu(gate), both overwritten.
@@ -63,6 +62,5 @@ pub fn swiglu_bwd<E: Elem>(
         .ptr(dhp)
         .ptr(dgp)
         .ptr(dupp)
-        .i64(n as i64)
-        .run(stride_blocks(n, 256), (256, 1))
+        .run_flat(n)
 }
