@@ -136,6 +136,41 @@ impl AdamW {
         self.step_with_norm(model, grads, lr, grad_norm)
     }
 
+    /// This state with `f` applied to each of its moment (and master weight) sets, e.g. to
+    /// slice a whole model's state into a tensor-parallel shard or gather it back.
+    pub fn map_state<E>(
+        &self,
+        mut f: impl FnMut(&LlamaParams) -> std::result::Result<LlamaParams, E>,
+    ) -> std::result::Result<AdamW, E> {
+        Ok(AdamW {
+            config: self.config,
+            m: f(&self.m)?,
+            v: f(&self.v)?,
+            master: self.master.as_ref().map(&mut f).transpose()?,
+            step: self.step,
+        })
+    }
+
+    /// Counts one step and returns its hyper-parameters at `lr`, with `grad_scale` the factor
+    /// that clips a gradient of norm `grad_norm` to `max_grad_norm` (1 when within it).
+    pub fn next_step(&mut self, lr: f32, grad_norm: f64) -> AdamWParams {
+        let c = self.config;
+        let clip_scale = match c.max_grad_norm {
+            Some(max) if grad_norm > max as f64 => (max as f64 / (grad_norm + 1e-6)) as f32,
+            _ => 1.0,
+        };
+        self.step += 1;
+        AdamWParams {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            step: self.step,
+            grad_scale: clip_scale,
+        }
+    }
+
     /// [`AdamW::step_with_lr`] given the global gradient norm: under tensor parallelism each
     /// rank steps its shard and clips by the whole model's norm
     /// ([`TpModel::grad_norm`](crate::tp::TpModel::grad_norm)).
@@ -153,20 +188,8 @@ impl AdamW {
                 "gradient norm is {grad_norm}; refusing to step"
             )));
         }
-        let clip_scale = match c.max_grad_norm {
-            Some(max) if grad_norm > max as f64 => (max as f64 / (grad_norm + 1e-6)) as f32,
-            _ => 1.0,
-        };
-        self.step += 1;
-        let mut p = AdamWParams {
-            lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            step: self.step,
-            grad_scale: clip_scale,
-        };
+        let mut p = self.next_step(lr, grad_norm);
+        let clip_scale = p.grad_scale;
         let ms = self.m.tensors_mut();
         let vs = self.v.tensors_mut();
         let model_ts = model.params.tensors_mut();

@@ -194,16 +194,7 @@ impl<T: Task> TpTrainer<T> {
         full_opt.load_state(&full, &dir.join(OPTIMIZER_FILE), state.optimizer_step)?;
         drop(full);
         let plan = &model.plan;
-        let opt = AdamW {
-            config: full_opt.config,
-            m: slice_params(plan, &full_opt.m)?,
-            v: slice_params(plan, &full_opt.v)?,
-            master: match &full_opt.master {
-                Some(p) => Some(slice_params(plan, p)?),
-                None => None,
-            },
-            step: full_opt.step,
-        };
+        let opt = full_opt.map_state(|p| slice_params(plan, p))?;
         let reference = match cfg.beta != 0.0 {
             true => Some(TpModel::load(&cfg.model, DType::F32, tp, rank)?),
             false => None,
@@ -273,16 +264,7 @@ impl<T: Task> TpTrainer<T> {
         };
         let opt = &self.learner.opt;
         let params = full(&self.learner.model.local.params, tp)?;
-        let full_opt = AdamW {
-            config: opt.config,
-            m: full(&opt.m, tp)?,
-            v: full(&opt.v, tp)?,
-            master: match &opt.master {
-                Some(p) => Some(full(p, tp)?),
-                None => None,
-            },
-            step: opt.step,
-        };
+        let full_opt = opt.map_state(|p| full(p, tp))?;
         let written = match plan.rank == 0 {
             true => {
                 let m = Llama::from_params(plan.full.clone(), params)?;

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use model::optim::{AdamW, StepStats};
 use model::{Llama, LlamaParams};
-use runtime::{ops, AdamWParams, DType, Device, Tensor};
+use runtime::{ops, DType, Device, Tensor};
 
 use crate::dp::{DataParallel, DpError, SyncStats};
 
@@ -290,20 +290,8 @@ impl Zero1 {
             )));
         }
         let c = opt.config;
-        let clip_scale = match c.max_grad_norm {
-            Some(max) if grad_norm > max as f64 => (max as f64 / (grad_norm + 1e-6)) as f32,
-            _ => 1.0,
-        };
-        opt.step += 1;
-        let mut p = AdamWParams {
-            lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            step: opt.step,
-            grad_scale: clip_scale,
-        };
+        let mut p = opt.next_step(lr, grad_norm);
+        let clip_scale = p.grad_scale;
         let mut w = vec![0f32; self.k];
         {
             let params = model.params.tensors();
