@@ -1,7 +1,7 @@
 //! Inference over the KV cache: batched prefill of prompts of different lengths, per-sequence
 //! decoding (finished sequences are dropped from the batch), sampling, and per-token log-probs.
 
-use runtime::{ops, DType, Rng, SamplingParams, Tensor};
+use runtime::{ops, DType, Device, Rng, SamplingParams, Tensor};
 
 use crate::activations::{Activations, LayerActs};
 use crate::error::{ModelError, Result};
@@ -10,7 +10,7 @@ use crate::layers::attention::Keys;
 use crate::layers::lm_head::{self, IGNORE};
 use crate::layers::{block, embedding, rmsnorm};
 use crate::model::Llama;
-use crate::tp::Alone;
+use crate::tp::{Alone, Reduce};
 
 /// Buffers of one cached forward of `[B, T]` new tokens (reused while the shape holds).
 pub struct InferBuffers {
@@ -77,27 +77,41 @@ impl GenerateConfig {
     }
 }
 
-fn index_tensor(v: impl IntoIterator<Item = usize>, shape: &[usize], m: &Llama) -> Result<Tensor> {
+fn index_tensor(
+    v: impl IntoIterator<Item = usize>,
+    shape: &[usize],
+    device: &Device,
+) -> Result<Tensor> {
     let v: Vec<i64> = v.into_iter().map(|x| x as i64).collect();
-    Ok(Tensor::from_vec(v, shape)?.to_device(&m.device)?)
+    Ok(Tensor::from_vec(v, shape)?.to_device(device)?)
+}
+
+/// Every row non-empty and every token inside a vocabulary of `vocab`.
+pub(crate) fn check_tokens<'a>(
+    rows: impl IntoIterator<Item = &'a [u32]>,
+    vocab: usize,
+) -> Result<()> {
+    for r in rows {
+        if r.is_empty() {
+            return Err(ModelError::Invalid("empty token sequence".into()));
+        }
+        if let Some(&bad) = r.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the vocabulary (size {vocab})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The index tensors of a cached forward: positions `[B, T]`, cache starts and fill levels `[B]`.
+pub(crate) struct CachedIndex {
+    pos: Tensor,
+    starts: Tensor,
+    lens: Tensor,
 }
 
 impl Llama {
-    fn check_tokens<'a>(&self, rows: impl IntoIterator<Item = &'a [u32]>) -> Result<()> {
-        let v = self.config.vocab_size;
-        for r in rows {
-            if r.is_empty() {
-                return Err(ModelError::Invalid("empty token sequence".into()));
-            }
-            if let Some(&bad) = r.iter().find(|&&t| t as usize >= v) {
-                return Err(ModelError::Invalid(format!(
-                    "token id {bad} is outside the vocabulary (size {v})"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Runs `ids [B, T]` through the model with the cache: row `b`'s tokens sit at positions
     /// `starts[b] ..` and their keys/values are written there. Leaves in `buf.logits` the
     /// `[B, V]` logits of token `pick[b]` of each row.
@@ -109,10 +123,36 @@ impl Llama {
         cache: &mut KvCache,
         buf: &mut InferBuffers,
     ) -> Result<()> {
+        let ix = self.cached_index(
+            "forward_cached",
+            ids,
+            starts,
+            pick,
+            cache,
+            buf,
+            &self.device,
+        )?;
+        embedding::forward(&mut buf.x, ids, &self.params.embed)?;
+        self.cached_layers(&ix, pick, cache, buf, &mut Alone)
+    }
+
+    /// Checks a cached forward's arguments (`what` names the caller in errors) and builds its
+    /// index tensors on `device`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cached_index(
+        &self,
+        what: &str,
+        ids: &Tensor,
+        starts: &[usize],
+        pick: &[usize],
+        cache: &KvCache,
+        buf: &InferBuffers,
+        device: &Device,
+    ) -> Result<CachedIndex> {
         let (b, t) = (buf.batch, buf.seq);
         if ids.shape() != [b, t] || starts.len() != b || pick.len() != b || cache.batch() != b {
             return Err(ModelError::Invalid(format!(
-                "forward_cached: ids {:?}, {} starts, {} picks, cache batch {} for buffers [{b}, {t}]",
+                "{what}: ids {:?}, {} starts, {} picks, cache batch {} for buffers [{b}, {t}]",
                 ids.shape(),
                 starts.len(),
                 pick.len(),
@@ -126,16 +166,31 @@ impl Llama {
                 s + t
             )));
         }
-        let pos = index_tensor(starts.iter().flat_map(|&s| s..s + t), &[b, t], self)?;
-        let starts_t = index_tensor(starts.iter().copied(), &[b], self)?;
-        let lens_t = index_tensor(starts.iter().map(|&s| s + t), &[b], self)?;
-        embedding::forward(&mut buf.x, ids, &self.params.embed)?;
+        Ok(CachedIndex {
+            pos: index_tensor(starts.iter().flat_map(|&s| s..s + t), &[b, t], device)?,
+            starts: index_tensor(starts.iter().copied(), &[b], device)?,
+            lens: index_tensor(starts.iter().map(|&s| s + t), &[b], device)?,
+        })
+    }
+
+    /// The cached forward after the embedding (in `buf.x`): every layer over the cache, then
+    /// the final norm and the LM head of token `pick[b]` of each row into `buf.logits`; `tp`
+    /// joins a tensor-parallel rank's peers.
+    pub(crate) fn cached_layers(
+        &self,
+        ix: &CachedIndex,
+        pick: &[usize],
+        cache: &mut KvCache,
+        buf: &mut InferBuffers,
+        tp: &mut dyn Reduce,
+    ) -> Result<()> {
+        let (b, t) = (buf.batch, buf.seq);
         for (l, w) in self.params.layers.iter().enumerate() {
             let keys = Keys::Cache {
                 k: &mut cache.k[l],
                 v: &mut cache.v[l],
-                starts: &starts_t,
-                kv_lens: &lens_t,
+                starts: &ix.starts,
+                kv_lens: &ix.lens,
             };
             block::forward(
                 w,
@@ -144,9 +199,9 @@ impl Llama {
                 &mut buf.layer,
                 &buf.x,
                 &mut buf.y,
-                &pos,
+                &ix.pos,
                 keys,
-                &mut Alone,
+                tp,
             )?;
             std::mem::swap(&mut buf.x, &mut buf.y);
         }
@@ -168,7 +223,7 @@ impl Llama {
     /// Generates up to `cfg.max_new_tokens` tokens after each prompt; returns the new tokens
     /// of each prompt (ending with the EOS id when one was produced).
     pub fn generate(&self, prompts: &[Vec<u32>], cfg: &GenerateConfig) -> Result<Vec<Vec<u32>>> {
-        self.check_tokens(prompts.iter().map(Vec::as_slice))?;
+        check_tokens(prompts.iter().map(Vec::as_slice), self.config.vocab_size)?;
         let mut bufs = None;
         decode(
             prompts,
@@ -188,7 +243,7 @@ impl Llama {
     /// Log-probability of each next token: `out[i] = log p(ids[i + 1] | ids[..=i])`
     /// (`ids.len() - 1` values), computed with the full (training) forward.
     pub fn token_logprobs(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        self.check_tokens([ids])?;
+        check_tokens([ids], self.config.vocab_size)?;
         let t = ids.len();
         let mut acts = Activations::new(&self.config, 1, t, true, &self.device)?;
         let ids_t = self.ids_tensor(&[ids.to_vec()])?;

@@ -3,19 +3,12 @@
 //! tokens from the same seeded RNG.
 
 use runtime::comm::Communicator;
-use runtime::{ops, DType, Device, Tensor};
+use runtime::{DType, Device, Tensor};
 
-use crate::error::{ModelError, Result};
-use crate::generate::{decode, GenerateConfig, InferBuffers};
+use crate::error::Result;
+use crate::generate::{check_tokens, decode, GenerateConfig, InferBuffers};
 use crate::kv_cache::KvCache;
-use crate::layers::attention::Keys;
-use crate::layers::{block, lm_head, rmsnorm};
 use crate::tp::{vocab, CommReduce, TpModel};
-
-fn index_tensor(v: impl IntoIterator<Item = usize>, shape: &[usize]) -> Result<Tensor> {
-    let v: Vec<i64> = v.into_iter().map(|x| x as i64).collect();
-    Ok(Tensor::from_vec(v, shape)?)
-}
 
 impl TpModel {
     /// A KV cache for this rank's KV heads.
@@ -46,63 +39,16 @@ impl TpModel {
         buf: &mut InferBuffers,
         comm: &mut dyn Communicator,
     ) -> Result<Tensor> {
-        let (b, t) = (buf.batch, buf.seq);
-        let c = &self.plan.full;
-        if ids.shape() != [b, t] || starts.len() != b || pick.len() != b || cache.batch() != b {
-            return Err(ModelError::Invalid(format!(
-                "tp forward_cached: ids {:?}, {} starts, {} picks, cache batch {} for buffers [{b}, {t}]",
-                ids.shape(),
-                starts.len(),
-                pick.len(),
-                cache.batch()
-            )));
-        }
-        let limit = cache.capacity().min(self.local.rope.max_positions());
-        if let Some(&s) = starts.iter().find(|&&s| s + t > limit) {
-            return Err(ModelError::Invalid(format!(
-                "positions {s}..{} exceed the cache/context length {limit}",
-                s + t
-            )));
-        }
-        let pos = index_tensor(starts.iter().flat_map(|&s| s..s + t), &[b, t])?;
-        let starts_t = index_tensor(starts.iter().copied(), &[b])?;
-        let lens_t = index_tensor(starts.iter().map(|&s| s + t), &[b])?;
+        let what = "tp forward_cached";
+        let ix = self
+            .local
+            .cached_index(what, ids, starts, pick, cache, buf, &Device::Cpu)?;
+        let (b, c) = (buf.batch, &self.plan.full);
         let p = &self.local.params;
         let range = self.plan.vocab_range();
         vocab::embed_forward(&mut buf.x, ids, &p.embed, &range, c.vocab_size, comm)?;
-        for (l, w) in p.layers.iter().enumerate() {
-            let keys = Keys::Cache {
-                k: &mut cache.k[l],
-                v: &mut cache.v[l],
-                starts: &starts_t,
-                kv_lens: &lens_t,
-            };
-            block::forward(
-                w,
-                &self.local.rope,
-                c.rms_norm_eps,
-                &mut buf.layer,
-                &buf.x,
-                &mut buf.y,
-                &pos,
-                keys,
-                &mut CommReduce(comm),
-            )?;
-            std::mem::swap(&mut buf.x, &mut buf.y);
-        }
-        let rows = buf.x.reshape(&[b * t, c.hidden_size])?;
-        for (i, &q) in pick.iter().enumerate() {
-            ops::copy_rows(&mut buf.last, i, &rows.narrow(i * t + q.min(t - 1), 1)?)?;
-        }
-        drop(rows);
-        rmsnorm::forward(
-            &mut buf.last_norm,
-            &mut buf.last_rstd,
-            &buf.last,
-            &p.norm,
-            c.rms_norm_eps,
-        )?;
-        lm_head::forward(&mut buf.logits, &buf.last_norm, p.head())?;
+        self.local
+            .cached_layers(&ix, pick, cache, buf, &mut CommReduce(comm))?;
         // [tp, B, V/tp] -> [B, V]: rank r's block is vocabulary range r.
         let (tp, vl) = (self.plan.tp, self.plan.local.vocab_size);
         let mut all = Tensor::zeros(&[tp * b * vl], DType::F32, &Device::Cpu)?;
@@ -125,17 +71,7 @@ impl TpModel {
         cfg: &GenerateConfig,
         comm: &mut dyn Communicator,
     ) -> Result<Vec<Vec<u32>>> {
-        let v = self.plan.full.vocab_size;
-        for r in prompts {
-            if r.is_empty() {
-                return Err(ModelError::Invalid("empty token sequence".into()));
-            }
-            if let Some(&bad) = r.iter().find(|&&t| t as usize >= v) {
-                return Err(ModelError::Invalid(format!(
-                    "token id {bad} is outside the vocabulary (size {v})"
-                )));
-            }
-        }
+        check_tokens(prompts.iter().map(Vec::as_slice), self.plan.full.vocab_size)?;
         let mut bufs = None;
         decode(
             prompts,
