@@ -99,6 +99,14 @@ impl Miner {
 
     /// Mines one repository, handing each kept instance to `sink` and the running report
     /// to `progress` now and then.
+    ///
+    /// Only history reachable from HEAD (a clone's default branch) is mined: PR merges and
+    /// squash commits on HEAD's first-parent line, and with `all_commits` every commit
+    /// reachable from HEAD. A PR merged only into another branch (a release or backport
+    /// branch) is skipped: such PRs mostly repeat changes already merged into the default
+    /// branch (dedup would drop them), and walking every ref would make the co-change
+    /// window and the output order depend on which branches a clone happens to carry. To
+    /// mine another branch, point HEAD at it (or pass a clone checked out on it).
     pub fn mine_repo(
         &mut self,
         path: &Path,

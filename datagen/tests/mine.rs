@@ -717,3 +717,59 @@ fn long_history_instances_match_their_commits() {
     let ids = |v: &[Instance]| v.iter().map(|i| i.head_commit.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&runs[0]), ids(&runs[1]));
 }
+
+/// Only history reachable from HEAD is mined (documented on `Miner::mine_repo`): a PR merged
+/// into another branch (a release branch, say) and never into HEAD's branch is skipped,
+/// in both modes; once that branch is merged into HEAD's, its commits are reachable and
+/// mined with `--all-commits`, while its PR merge stays off HEAD's first-parent line.
+#[test]
+fn prs_merged_only_into_other_branches_are_not_mined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = TestRepo::init(&tmp.path().join("r"), None);
+    r.write("src/a.py", "def a():\n    return 1\n");
+    r.commit("Initial commit");
+    r.git(&["checkout", "-q", "-b", "release"]);
+    r.git(&["checkout", "-q", "-b", "backport"]);
+    r.write("src/a.py", "def a():\n    return 2\n");
+    r.commit("Backport the fix");
+    r.git(&["checkout", "-q", "release"]);
+    r.merge_pr("backport", 7, "dev/backport", "Backport to release");
+    r.write("src/r.py", "VERSION = '1.0.1'\nX = 1\n");
+    r.commit("Release note (#8)");
+    r.git(&["checkout", "-q", "main"]);
+    r.git(&["checkout", "-q", "-b", "feature"]);
+    r.write("src/b.py", "def b():\n    return 3\n");
+    r.commit("Add b");
+    r.git(&["checkout", "-q", "main"]);
+    r.merge_pr("feature", 9, "dev/feature", "Add b");
+    let prs = |all_commits| {
+        let opts = MineOptions {
+            all_commits,
+            ..MineOptions::default()
+        };
+        let (insts, report) = mine(&[&r.dir], opts, None);
+        let prs: Vec<Option<u64>> = insts.iter().map(|i| i.pr_number).collect();
+        (prs, report.commits_walked)
+    };
+    assert_eq!(prs(false), (vec![Some(9)], 2));
+    // Every commit reachable from HEAD: the initial one, `Add b` and the merge (#9's
+    // patch is `Add b`'s, so it is dropped as a duplicate of that commit).
+    let (all, walked) = prs(true);
+    assert_eq!(walked, 3);
+    assert_eq!(all, vec![None, None]);
+    // Release merged into main: its commits become reachable (mined with --all-commits,
+    // the squash title `(#8)` included), but #7's merge is not on main's first-parent line.
+    r.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "release",
+        "-m",
+        "Merge branch 'release'",
+    ]);
+    let (prs_only, _) = prs(false);
+    assert_eq!(prs_only, vec![Some(9)]);
+    let (all, walked) = prs(true);
+    assert_eq!(walked, 7);
+    assert!(all.contains(&Some(8)) && !all.contains(&Some(7)), "{all:?}");
+}

@@ -9,7 +9,8 @@ use datagen::{DatasetWriter, Events, FilterConfig, MineOptions, Miner};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Local clones (bare or not) to mine.
+    /// Local clones (bare or not) to mine. Only history reachable from each clone's HEAD
+    /// is mined: PRs merged only into other branches are skipped.
     #[arg(required = true)]
     pub repos: Vec<PathBuf>,
     /// Output dataset directory (must not already hold shards).
