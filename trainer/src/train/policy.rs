@@ -141,6 +141,22 @@ pub fn completion_logps(
     Ok(out)
 }
 
+/// `grad_of(logp)`, checked to hold one value per log-prob.
+pub(crate) fn loss_grad(
+    grad_of: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    logp: &[f32],
+) -> Result<Vec<f32>> {
+    let grad = grad_of(logp)?;
+    if grad.len() != logp.len() {
+        return Err(TrainError::Invalid(format!(
+            "d loss / d logp has {} values for {} log-probs",
+            grad.len(),
+            logp.len()
+        )));
+    }
+    Ok(grad)
+}
+
 /// The policy-gradient pass: for each micro-batch, forward, fill its rows of the log-probs,
 /// ask `grad_of` for d loss / d logp (`[n, width]`, given the log-probs known so far), and
 /// backprop it into `grads` (accumulated). `grad_of` may only rely on the rows it is asked
@@ -159,14 +175,7 @@ pub fn policy_backward(
     for rows in chunks(seqs.len(), micro) {
         let mut c = forward_chunk(m, seqs, rows, temperature)?;
         c.packed.scatter(&c.logp, &mut logp, width)?;
-        let grad = grad_of(&logp)?;
-        if grad.len() != logp.len() {
-            return Err(TrainError::Invalid(format!(
-                "d loss / d logp has {} values for {} log-probs",
-                grad.len(),
-                logp.len()
-            )));
-        }
+        let grad = loss_grad(grad_of, &logp)?;
         let dlogp = c.packed.gather(&grad, width, &m.device)?;
         let mut g = GradBuffers::new(&m.config, c.acts.batch, c.acts.seq, &m.device)?;
         ops::token_logprobs_bwd(

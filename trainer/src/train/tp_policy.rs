@@ -8,8 +8,8 @@ use model::LlamaParams;
 use runtime::comm::Communicator;
 use runtime::{DType, Tensor};
 
-use super::policy::{chunks, Packed, Sequence};
-use super::{Result, TrainError};
+use super::policy::{chunks, loss_grad, Packed, Sequence};
+use super::Result;
 
 /// Forward of one micro-batch on the shard: its packing, activations and `[B, T]` log-probs.
 fn forward_chunk(
@@ -65,14 +65,7 @@ pub fn policy_backward(
     for rows in chunks(seqs.len(), micro) {
         let (packed, mut acts, lp) = forward_chunk(m, seqs, rows, temperature, comm)?;
         packed.scatter(&lp, &mut logp, width)?;
-        let grad = grad_of(&logp)?;
-        if grad.len() != logp.len() {
-            return Err(TrainError::Invalid(format!(
-                "d loss / d logp has {} values for {} log-probs",
-                grad.len(),
-                logp.len()
-            )));
-        }
+        let grad = loss_grad(grad_of, &logp)?;
         let dlogp = packed.gather(&grad, width, &device)?;
         let mut g = m.grad_buffers(acts.batch, acts.seq)?;
         m.logprobs_backward(&acts, &packed.targets, temperature, &dlogp, &mut g)?;
