@@ -33,23 +33,34 @@ pub(crate) fn binary(
     Ok(())
 }
 
-pub(crate) fn scale(out: &mut Tensor, x: &Tensor, s: f32) -> Result<()> {
-    let x = F32In::of(x, "scale")?;
-    F32Out::of(out, "scale")?
+/// `out[i] = f(out[i], x[i])`; `out`'s old values are read only when `accumulate`.
+fn update(
+    op: &'static str,
+    out: &mut Tensor,
+    x: &Tensor,
+    accumulate: bool,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<()> {
+    let x = F32In::of(x, op)?;
+    F32Out::of(out, op)?
         .par_chunks(CHUNK)
         .enumerate()
         .for_each_init(
             || [Vec::new(), Vec::new()],
             |[bo, bx], (ci, o)| {
                 let x = x.get(ci * CHUNK..ci * CHUNK + o.len(), bx);
-                o.with(bo, false, |o| {
+                o.with(bo, accumulate, |o| {
                     for (o, &x) in o.iter_mut().zip(x) {
-                        *o = s * x;
+                        *o = f(*o, x);
                     }
                 });
             },
         );
     Ok(())
+}
+
+pub(crate) fn scale(out: &mut Tensor, x: &Tensor, s: f32) -> Result<()> {
+    update("scale", out, x, false, |_, x| s * x)
 }
 
 pub(crate) fn scale_inplace(x: &mut Tensor, s: f32) -> Result<()> {
@@ -62,22 +73,7 @@ pub(crate) fn scale_inplace(x: &mut Tensor, s: f32) -> Result<()> {
 }
 
 pub(crate) fn axpy(y: &mut Tensor, alpha: f32, x: &Tensor) -> Result<()> {
-    let x = F32In::of(x, "axpy")?;
-    F32Out::of(y, "axpy")?
-        .par_chunks(CHUNK)
-        .enumerate()
-        .for_each_init(
-            || [Vec::new(), Vec::new()],
-            |[bo, bx], (ci, o)| {
-                let x = x.get(ci * CHUNK..ci * CHUNK + o.len(), bx);
-                o.with(bo, true, |o| {
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        *o += alpha * x;
-                    }
-                });
-            },
-        );
-    Ok(())
+    update("axpy", y, x, true, |y, x| y + alpha * x)
 }
 
 /// Sum of `f(x)` over all elements: f32 partial sums over runs of 256 (8 accumulators, so the

@@ -96,24 +96,18 @@ pub(crate) fn matmul(
         }
         let threads = rayon::current_num_threads();
         let small = m * n * k < 128 * 128 * 128;
+        // Batch matrix i into its `[m, n]` block `c` of the output.
+        let one = |i: usize, c: &mut [f32], threads: usize| {
+            let (a_i, b_i) = (&af[i * m * k..], &bf[i * d.b_batch_stride..]);
+            sgemm(
+                m, n, k, a_i, p.trans_a, b_i, p.trans_b, c, p.alpha, p.beta, threads,
+            );
+        };
         if d.batch > 1 && small {
             // Many small matrices: parallel over the batch, one thread per GEMM.
-            o.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| {
-                let bs = i * d.b_batch_stride;
-                sgemm(
-                    m,
-                    n,
-                    k,
-                    &af[i * m * k..],
-                    p.trans_a,
-                    &bf[bs..],
-                    p.trans_b,
-                    c,
-                    p.alpha,
-                    p.beta,
-                    1,
-                );
-            });
+            o.par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(i, c)| one(i, c, 1));
         } else if d.b_batch_stride == 0 && !p.trans_a {
             // Shared right operand: the batch folds into m (one big GEMM, no copies).
             sgemm(
@@ -131,20 +125,7 @@ pub(crate) fn matmul(
             );
         } else {
             for (i, c) in o.chunks_mut(m * n).enumerate() {
-                let bs = i * d.b_batch_stride;
-                sgemm(
-                    m,
-                    n,
-                    k,
-                    &af[i * m * k..],
-                    p.trans_a,
-                    &bf[bs..],
-                    p.trans_b,
-                    c,
-                    p.alpha,
-                    p.beta,
-                    threads,
-                );
+                one(i, c, threads);
             }
         }
         Ok(())
