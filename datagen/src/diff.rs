@@ -42,67 +42,61 @@ pub fn file_patch(
     new: Option<Side<'_>>,
     similarity: Option<u32>,
 ) -> (String, LineCounts) {
-    let mut out = String::new();
+    let old_text = old.map(|s| s.text).unwrap_or("");
+    let new_text = new.map(|s| s.text).unwrap_or("");
+    // Built with `push_str` (the formatting machinery was a visible cost), sized for the
+    // headers plus the hunks of a small edit.
+    let mut out = String::with_capacity(256 + (old_text.len() + new_text.len()) / 4);
     let old_path = old.or(new).map(|s| s.path).unwrap_or_default();
     let new_path = new.or(old).map(|s| s.path).unwrap_or_default();
-    let _ = writeln!(out, "diff --git a/{old_path} b/{new_path}");
+    let line = |out: &mut String, parts: &[&str]| {
+        parts.iter().for_each(|p| out.push_str(p));
+        out.push('\n');
+    };
+    line(&mut out, &["diff --git a/", old_path, " b/", new_path]);
     const ZERO: &str = "0000000";
     match (old, new) {
         (None, Some(n)) => {
-            let _ = writeln!(
-                out,
-                "new file mode {}\nindex {ZERO}..{}",
-                n.mode,
-                abbrev(n.id)
-            );
+            line(&mut out, &["new file mode ", n.mode]);
+            line(&mut out, &["index ", ZERO, "..", abbrev(n.id)]);
         }
         (Some(o), None) => {
-            let _ = writeln!(
-                out,
-                "deleted file mode {}\nindex {}..{ZERO}",
-                o.mode,
-                abbrev(o.id)
-            );
+            line(&mut out, &["deleted file mode ", o.mode]);
+            line(&mut out, &["index ", abbrev(o.id), "..", ZERO]);
         }
         (Some(o), Some(n)) => {
             if o.mode != n.mode {
-                let _ = writeln!(out, "old mode {}\nnew mode {}", o.mode, n.mode);
+                line(&mut out, &["old mode ", o.mode]);
+                line(&mut out, &["new mode ", n.mode]);
             }
             if let Some(sim) = similarity {
-                let _ = writeln!(
-                    out,
-                    "similarity index {sim}%\nrename from {}\nrename to {}",
-                    o.path, n.path
-                );
+                line(&mut out, &["similarity index ", &sim.to_string(), "%"]);
+                line(&mut out, &["rename from ", o.path]);
+                line(&mut out, &["rename to ", n.path]);
             }
             if o.id != n.id {
-                let _ = write!(out, "index {}..{}", abbrev(o.id), abbrev(n.id));
-                if o.mode == n.mode {
-                    let _ = write!(out, " {}", n.mode);
-                }
-                out.push('\n');
+                let mode = if o.mode == n.mode { n.mode } else { "" };
+                let sep = if mode.is_empty() { "" } else { " " };
+                line(
+                    &mut out,
+                    &["index ", abbrev(o.id), "..", abbrev(n.id), sep, mode],
+                );
             }
         }
         (None, None) => return (String::new(), LineCounts::default()),
     }
-    let old_text = old.map(|s| s.text).unwrap_or("");
-    let new_text = new.map(|s| s.text).unwrap_or("");
     if old_text == new_text {
         // Pure renames and mode changes carry no hunks, exactly like git's output.
         return (out, LineCounts::default());
     }
-    let _ = writeln!(
-        out,
-        "--- {}",
-        old.map(|s| format!("a/{}", s.path))
-            .unwrap_or_else(|| "/dev/null".into())
-    );
-    let _ = writeln!(
-        out,
-        "+++ {}",
-        new.map(|s| format!("b/{}", s.path))
-            .unwrap_or_else(|| "/dev/null".into())
-    );
+    match old {
+        Some(o) => line(&mut out, &["--- a/", o.path]),
+        None => line(&mut out, &["--- /dev/null"]),
+    }
+    match new {
+        Some(n) => line(&mut out, &["+++ b/", n.path]),
+        None => line(&mut out, &["+++ /dev/null"]),
+    }
     let counts = write_hunks(&mut out, old_text, new_text);
     (out, counts)
 }
@@ -386,6 +380,121 @@ mod tests {
                 removed: 1
             }
         );
+    }
+
+    /// The `push_str` headers against the `format!` definition they replaced, for every
+    /// kind of change (new, deleted, modified, mode change, rename, identical content).
+    #[test]
+    fn headers_match_the_formatted_definition() {
+        fn reference(o: Option<Side<'_>>, n: Option<Side<'_>>, sim: Option<u32>) -> String {
+            let mut out = String::new();
+            let op = o.or(n).map(|s| s.path).unwrap_or_default();
+            let np = n.or(o).map(|s| s.path).unwrap_or_default();
+            let _ = writeln!(out, "diff --git a/{op} b/{np}");
+            match (o, n) {
+                (None, Some(n)) => {
+                    let _ = writeln!(
+                        out,
+                        "new file mode {}\nindex 0000000..{}",
+                        n.mode,
+                        abbrev(n.id)
+                    );
+                }
+                (Some(o), None) => {
+                    let _ = writeln!(
+                        out,
+                        "deleted file mode {}\nindex {}..0000000",
+                        o.mode,
+                        abbrev(o.id)
+                    );
+                }
+                (Some(o), Some(n)) => {
+                    if o.mode != n.mode {
+                        let _ = writeln!(out, "old mode {}\nnew mode {}", o.mode, n.mode);
+                    }
+                    if let Some(sim) = sim {
+                        let _ = writeln!(
+                            out,
+                            "similarity index {sim}%\nrename from {}\nrename to {}",
+                            o.path, n.path
+                        );
+                    }
+                    if o.id != n.id {
+                        let _ = write!(out, "index {}..{}", abbrev(o.id), abbrev(n.id));
+                        if o.mode == n.mode {
+                            let _ = write!(out, " {}", n.mode);
+                        }
+                        out.push('\n');
+                    }
+                }
+                (None, None) => return String::new(),
+            }
+            let (ot, nt) = (
+                o.map(|s| s.text).unwrap_or(""),
+                n.map(|s| s.text).unwrap_or(""),
+            );
+            if ot != nt {
+                let _ = writeln!(
+                    out,
+                    "--- {}",
+                    o.map(|s| format!("a/{}", s.path))
+                        .unwrap_or_else(|| "/dev/null".into())
+                );
+                let _ = writeln!(
+                    out,
+                    "+++ {}",
+                    n.map(|s| format!("b/{}", s.path))
+                        .unwrap_or_else(|| "/dev/null".into())
+                );
+            }
+            out
+        }
+        let side = |path, mode, id, text| Side {
+            path,
+            mode,
+            id,
+            text,
+        };
+        let a = side("src/a.py", "100644", "1111111aaaa", "x = 1\n");
+        let cases = [
+            (None, Some(a), None),
+            (Some(a), None, None),
+            (
+                Some(a),
+                Some(side("src/a.py", "100644", "2222222bbbb", "x = 2\n")),
+                None,
+            ),
+            (
+                Some(a),
+                Some(side("src/a.py", "100755", "1111111aaaa", "x = 1\n")),
+                None,
+            ),
+            (
+                Some(a),
+                Some(side("src/a.py", "100755", "2222222bbbb", "x = 2\n")),
+                None,
+            ),
+            (
+                Some(a),
+                Some(side("src/b.py", "100644", "1111111aaaa", "x = 1\n")),
+                Some(100),
+            ),
+            (
+                Some(a),
+                Some(side("src/b.py", "100644", "3333333cccc", "x = 3\n")),
+                Some(67),
+            ),
+            (None, None, None),
+        ];
+        for (o, n, sim) in cases {
+            let (patch, _) = file_patch(o, n, sim);
+            let want = reference(o, n, sim);
+            assert!(patch.starts_with(&want), "{patch:?} vs {want:?}");
+            assert!(!patch[want.len()..].contains("diff --git"), "{patch:?}");
+            if !patch.is_empty() {
+                assert!(patch.len() == want.len() || patch[want.len()..].starts_with("@@ -"));
+            }
+        }
     }
 
     #[test]

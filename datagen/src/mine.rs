@@ -477,7 +477,7 @@ impl Miner {
         repo: &Repo,
         c: &CommitInfo,
         n: u64,
-        window: &Window,
+        window: &mut Window,
         k: usize,
     ) -> Result<Unit> {
         let (p1, p2) = (c.parents[0], c.parents[1]);

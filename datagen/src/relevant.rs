@@ -42,8 +42,6 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
-
 pub struct Window {
     ids: HashMap<Vec<u8>, u32>,
     names: Vec<Vec<u8>>,
@@ -53,6 +51,10 @@ pub struct Window {
     postings: Vec<VecDeque<u64>>,
     next_seq: u64,
     cap: usize,
+    /// Per path id: its score in the running `candidates` call (zero between calls), and
+    /// the ids scored; a hash map here was most of the window's cost on the walking thread.
+    score: Vec<u32>,
+    touched: Vec<u32>,
 }
 
 impl Window {
@@ -64,6 +66,8 @@ impl Window {
             postings: Vec::new(),
             next_seq: 0,
             cap,
+            score: Vec::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -103,7 +107,7 @@ impl Window {
 
     /// Up to `n` unmodified paths that changed together with `modified`, best first.
     pub fn candidates<'a>(
-        &self,
+        &mut self,
         modified: impl IntoIterator<Item = &'a [u8]>,
         n: usize,
     ) -> Vec<(Vec<u8>, u32)> {
@@ -129,14 +133,21 @@ impl Window {
             .collect();
         hits.sort_unstable();
         hits.dedup();
-        let mut score: IdMap<u32> = IdMap::default();
+        self.score.resize(self.names.len(), 0);
         for seq in hits {
             let set = &self.sets[(seq - oldest) as usize].1;
-            for i in set.iter().filter(|i| !m.contains(i)) {
-                *score.entry(*i).or_default() += 1;
+            for &i in set.iter().filter(|i| !m.contains(i)) {
+                let s = &mut self.score[i as usize];
+                if *s == 0 {
+                    self.touched.push(i);
+                }
+                *s += 1;
             }
         }
-        let mut ranked: Vec<(u32, u32)> = score.into_iter().collect();
+        let mut ranked: Vec<(u32, u32)> = Vec::with_capacity(self.touched.len());
+        for i in self.touched.drain(..) {
+            ranked.push((i, std::mem::take(&mut self.score[i as usize])));
+        }
         let by_rank = |a: &(u32, u32), b: &(u32, u32)| {
             b.1.cmp(&a.1)
                 .then_with(|| self.names[a.0 as usize].cmp(&self.names[b.0 as usize]))
@@ -384,6 +395,46 @@ mod tests {
             w.candidates([b"a.py".as_slice()], 5),
             vec![(b"b.py".to_vec(), 1), (b"c.py".to_vec(), 1)]
         );
+    }
+
+    /// The scoring shortcut (dense per-id scores) against a plain recount over the window.
+    #[test]
+    fn window_candidates_match_a_plain_recount() {
+        let cap = 7;
+        let mut w = Window::new(cap);
+        let mut sets: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut x: u64 = 12345;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        for _ in 0..60 {
+            let set: Vec<Vec<u8>> = (0..2 + next(4))
+                .map(|_| format!("f{}.py", next(12)).into_bytes())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let modified = [format!("f{}.py", next(12)).into_bytes()];
+            let mut want: HashMap<Vec<u8>, u32> = HashMap::new();
+            for s in sets.iter().rev().take(cap) {
+                if s.contains(&modified[0]) {
+                    for p in s.iter().filter(|p| **p != modified[0]) {
+                        *want.entry(p.clone()).or_default() += 1;
+                    }
+                }
+            }
+            let mut want: Vec<(Vec<u8>, u32)> = want.into_iter().collect();
+            want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(4);
+            let got = w.candidates(modified.iter().map(|p| p.as_slice()), 4);
+            assert_eq!(got, want);
+            if set.len() >= 2 {
+                w.push(set.iter().map(|p| p.as_slice()));
+                sets.push(set);
+            }
+        }
     }
 
     #[test]
