@@ -38,6 +38,16 @@ pub fn for_each_eq(b: &[u8], needle: u8, mut f: impl FnMut(usize)) {
     }
 }
 
+/// How many times `needle` occurs in `b`.
+pub fn count(b: &[u8], needle: u8) -> usize {
+    let mut chunks = b.chunks_exact(16);
+    let mut n = 0;
+    for chunk in chunks.by_ref() {
+        n += eq_mask(chunk.try_into().expect("16 bytes"), needle).count_ones() as usize;
+    }
+    n + chunks.remainder().iter().filter(|&&c| c == needle).count()
+}
+
 /// Whether `needle` occurs in `b`, 64 bytes per step (`<[u8]>::contains` calls a
 /// word-at-a-time `memchr` that took 4% of the miner's instructions on binary/CR checks).
 pub fn contains(b: &[u8], needle: u8) -> bool {
@@ -86,6 +96,7 @@ mod tests {
                     b[at + 17] = b'\n';
                 }
                 let want: Vec<usize> = (0..len).filter(|&i| b[i] == b'\n').collect();
+                assert_eq!(count(&b, b'\n'), want.len());
                 let mut got = Vec::new();
                 for_each_eq(&b, b'\n', |i| got.push(i));
                 assert_eq!(got, want, "len {len} at {at}");

@@ -176,7 +176,8 @@ const CONTEXT: usize = 3;
 /// of the diff's cost.
 fn split_lines(s: &str) -> Vec<&str> {
     let b = s.as_bytes();
-    let mut lines = Vec::with_capacity(b.len() / 32 + 1);
+    // Counted exactly: growing the vector cost more than one more pass over the bytes.
+    let mut lines = Vec::with_capacity(crate::bytescan::count(b, b'\n') + 1);
     if !crate::bytescan::contains(b, b'\r') {
         let mut start = 0;
         crate::bytescan::for_each_eq(b, b'\n', |i| {

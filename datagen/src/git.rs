@@ -116,6 +116,9 @@ fn parse_tree(id: &ObjectId, buf: &[u8], rows: &mut Vec<Row>) -> Result<()> {
     };
     let hash_len = id.kind().len_in_bytes();
     rows.clear();
+    // Every entry takes at least `<mode> <name>\0` (8 bytes) plus the id: room for all of
+    // them up front instead of growing the vector row by row.
+    rows.reserve(buf.len() / (hash_len + 8) + 1);
     let mut at = 0;
     let mut sorted = true;
     while at < buf.len() {
@@ -417,12 +420,14 @@ impl Repo {
             trees.push(hit);
             return Ok(s);
         }
-        let mut s = Scratch::default();
+        // The evicted tree's buffers are reused when no one else holds them.
+        let mut s = if trees.len() == KEEP {
+            Rc::try_unwrap(trees.remove(0).1).unwrap_or_default()
+        } else {
+            Scratch::default()
+        };
         self.read_tree(id, &mut s.buf, &mut s.rows)?;
         let s = Rc::new(s);
-        if trees.len() == KEEP {
-            trees.remove(0);
-        }
         trees.push((id, s.clone()));
         Ok(s)
     }
