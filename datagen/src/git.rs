@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use gix::objs::{Find, Kind};
 
 use crate::blobcache::{BlobCache, PackCache};
 use crate::error::{Error, Result};
+use crate::relevant::IdHasher;
 
 /// What a tree entry points at, reduced to what the miner cares about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -521,7 +523,8 @@ impl Repo {
     /// while the walk goes on. `false` when a commit cannot be read.
     pub fn walk_decoded(&self, head: ObjectId, batch: &mut dyn FnMut(Vec<CommitInfo>)) -> bool {
         const BATCH: usize = 64;
-        let mut seen = std::collections::HashSet::from([head]);
+        let mut seen: std::collections::HashSet<_, BuildHasherDefault<IdHasher>> =
+            [head].into_iter().collect();
         let mut next = std::collections::VecDeque::from([head]);
         let mut out = Vec::with_capacity(BATCH);
         while let Some(id) = next.pop_front() {

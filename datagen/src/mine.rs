@@ -4,6 +4,7 @@
 //! order, so output is identical for any `jobs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -17,7 +18,7 @@ use crate::filter::{FilterConfig, Reject, Report};
 use crate::git::{Change, CommitInfo, Repo};
 use crate::instance::{Instance, UnitKind};
 use crate::record;
-use crate::relevant::Window;
+use crate::relevant::{IdHasher, Window};
 use crate::unit::{extract, Outcome, Unit};
 use crate::{refs, Error, Result};
 
@@ -523,7 +524,7 @@ impl Miner {
 #[derive(Default)]
 struct Known {
     infos: Vec<CommitInfo>,
-    at: HashMap<ObjectId, usize>,
+    at: HashMap<ObjectId, usize, BuildHasherDefault<IdHasher>>,
 }
 
 impl Known {
