@@ -15,6 +15,34 @@ use crate::params::LlamaParams;
 use crate::safetensors_io::WeightFiles;
 use crate::tp::{Alone, Reduce};
 
+/// Which parameters' gradients a backward has just finished accumulating: nothing later in
+/// the same backward writes them again, so a data-parallel rank may start summing them
+/// across ranks while the backward continues (in order: `Head`, `Layer(n - 1)` .. `Layer(0)`,
+/// `Embed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradReady {
+    /// The final norm and the untied LM head (a tied head's gradient lives in the embedding's).
+    Head,
+    /// Every weight of decoder layer `l`.
+    Layer(usize),
+    /// The token embedding (including a tied LM head's share).
+    Embed,
+}
+
+/// Told by a backward when a part of the gradients is final (see [`GradReady`]).
+pub trait GradHook {
+    fn ready(&mut self, grads: &LlamaParams, part: GradReady) -> Result<()>;
+}
+
+/// For backwards whose gradients nobody consumes early (single process, earlier micro-batches).
+pub struct NoHook;
+
+impl GradHook for NoHook {
+    fn ready(&mut self, _: &LlamaParams, _: GradReady) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// A Llama-3 causal LM.
 pub struct Llama {
     pub config: LlamaConfig,
@@ -152,6 +180,21 @@ impl Llama {
         g: &mut GradBuffers,
         loss_scale: f32,
     ) -> Result<()> {
+        self.backward_hooked(ids, targets, acts, grads, g, loss_scale, &mut NoHook)
+    }
+
+    /// [`Llama::backward`] telling `hook` as each part of the gradients becomes final.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_hooked(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+        loss_scale: f32,
+        hook: &mut dyn GradHook,
+    ) -> Result<()> {
         self.check_ids(ids, acts)?;
         lm_head::loss_backward(
             &mut g.d_logits,
@@ -160,7 +203,7 @@ impl Llama {
             targets,
             loss_scale,
         )?;
-        self.backward_from_dlogits(ids, acts, grads, g)
+        self.backward_from_dlogits_hooked(ids, acts, grads, g, hook)
     }
 
     /// Backward of the last [`Llama::forward`] starting from d logits already in
@@ -174,20 +217,36 @@ impl Llama {
         grads: &mut LlamaParams,
         g: &mut GradBuffers,
     ) -> Result<()> {
+        self.backward_from_dlogits_hooked(ids, acts, grads, g, &mut NoHook)
+    }
+
+    /// [`Llama::backward_from_dlogits`] telling `hook` as each part of the gradients becomes
+    /// final.
+    pub fn backward_from_dlogits_hooked(
+        &self,
+        ids: &Tensor,
+        acts: &mut Activations,
+        grads: &mut LlamaParams,
+        g: &mut GradBuffers,
+        hook: &mut dyn GradHook,
+    ) -> Result<()> {
         self.check_ids(ids, acts)?;
-        self.backward_layers(acts, grads, g, &mut Alone)?;
-        embedding::backward(&mut grads.embed, &g.d_resid, ids)
+        self.backward_layers(acts, grads, g, &mut Alone, hook)?;
+        embedding::backward(&mut grads.embed, &g.d_resid, ids)?;
+        hook.ready(grads, GradReady::Embed)
     }
 
     /// The backward from `g.d_logits` down to the embedding output's gradient in `g.d_resid`
     /// (the LM head, the final norm and every layer, in reverse); **accumulates** the weight
-    /// gradients. A tensor-parallel rank's shard runs it with its `tp`.
+    /// gradients, telling `hook` after the head and after each layer. A tensor-parallel rank's
+    /// shard runs it with its `tp`.
     pub(crate) fn backward_layers(
         &self,
         acts: &mut Activations,
         grads: &mut LlamaParams,
         g: &mut GradBuffers,
         tp: &mut dyn Reduce,
+        hook: &mut dyn GradHook,
     ) -> Result<()> {
         let p = &self.params;
         let d_head = match grads.lm_head.as_mut() {
@@ -207,6 +266,7 @@ impl Llama {
             &acts.lnf_rstd,
             false,
         )?;
+        hook.ready(grads, GradReady::Head)?;
         for l in (0..n).rev() {
             if acts.recompute {
                 self.layer_forward(l, acts, tp)?;
@@ -225,6 +285,7 @@ impl Llama {
                 tp,
             )?;
             std::mem::swap(&mut g.d_resid, &mut g.d_resid_next);
+            hook.ready(grads, GradReady::Layer(l))?;
         }
         Ok(())
     }

@@ -7,7 +7,17 @@
 //! packing walks the parameters in their canonical order and lets tensors straddle bucket
 //! boundaries, so every element is reduced exactly once and the bucket size cannot change the
 //! result (each element's sum is still taken in rank order).
+//!
+//! [`DataParallel::backward_and_sync`] overlaps that all-reduce with the backward (see
+//! [`overlap`]): on by default for the CPU communicators, off for NCCL. ZeRO-1 (a
+//! reduce-scatter inside its optimizer step) and the tensor-parallel trainer (whose replicated
+//! K/V gradients are summed over the TP group after the backward) sync after the backward.
 
+mod overlap;
+
+use std::time::Instant;
+
+use model::model::{GradHook, NoHook};
 use model::LlamaParams;
 use runtime::comm::{CommError, Communicator, DistEnv, Rendezvous, TcpComm};
 use runtime::{DType, Tensor};
@@ -55,21 +65,10 @@ pub fn all_reduce_grads_bucketed(
     average: bool,
     bucket_bytes: usize,
 ) -> Result<SyncStats, DpError> {
-    let cap = bucket_bytes / DType::F32.size_in_bytes();
-    if cap == 0 {
-        return Err(DpError::Invalid(format!(
-            "bucket size {bucket_bytes} bytes holds no f32 element"
-        )));
-    }
+    let cap = bucket_elements(bucket_bytes)?;
     let mut tensors = grads.tensors_mut();
     for t in &tensors {
-        if t.dtype() != DType::F32 {
-            return Err(DpError::Invalid(format!(
-                "gradient of shape {:?} is {:?}, expected F32",
-                t.shape(),
-                t.dtype()
-            )));
-        }
+        check_f32(t)?;
     }
     let total: usize = tensors.iter().map(|t| t.numel()).sum();
     let scale = if average {
@@ -116,6 +115,27 @@ pub fn all_reduce_grads_bucketed(
     Ok(stats)
 }
 
+/// F32 elements in a bucket of `bucket_bytes`.
+fn bucket_elements(bucket_bytes: usize) -> Result<usize, DpError> {
+    match bucket_bytes / DType::F32.size_in_bytes() {
+        0 => Err(DpError::Invalid(format!(
+            "bucket size {bucket_bytes} bytes holds no f32 element"
+        ))),
+        cap => Ok(cap),
+    }
+}
+
+fn check_f32(t: &Tensor) -> Result<(), DpError> {
+    if t.dtype() != DType::F32 {
+        return Err(DpError::Invalid(format!(
+            "gradient of shape {:?} is {:?}, expected F32",
+            t.shape(),
+            t.dtype()
+        )));
+    }
+    Ok(())
+}
+
 /// The `(tensor index, offset, length)` pieces covering `len` elements from `(ti, off)`.
 fn segments_from(
     tensors: &[&mut Tensor],
@@ -147,6 +167,11 @@ pub struct DataParallel {
     _rendezvous: Option<Rendezvous>,
     /// Bucket size of the gradient all-reduce.
     pub bucket_bytes: usize,
+    /// Whether [`DataParallel::backward_and_sync`] overlaps the all-reduce with the backward.
+    overlap: bool,
+    /// Whether the communicator may run on a second thread (CPU groups; not NCCL, whose
+    /// communicator and stream belong to the thread holding the device).
+    overlap_supported: bool,
     bytes: usize,
     collectives: usize,
 }
@@ -157,6 +182,8 @@ impl DataParallel {
             comm,
             _rendezvous: None,
             bucket_bytes: DEFAULT_BUCKET_BYTES,
+            overlap: true,
+            overlap_supported: true,
             bytes: 0,
             collectives: 0,
         }
@@ -177,6 +204,8 @@ impl DataParallel {
         };
         let mut dp = Self::new(comm);
         dp._rendezvous = Some(rv);
+        dp.overlap_supported = !cuda;
+        dp.overlap = !cuda;
         Ok(Some(dp))
     }
 
@@ -249,6 +278,46 @@ impl DataParallel {
         self.bytes += st.bytes;
         self.collectives += st.collectives;
         Ok(st)
+    }
+
+    /// Whether the gradient all-reduce overlaps the backward (on by default where supported).
+    pub fn overlap(&self) -> bool {
+        self.overlap
+    }
+
+    /// Switches the overlap of the gradient all-reduce with the backward; an error where the
+    /// communicator cannot run on a second thread (NCCL).
+    pub fn set_overlap(&mut self, on: bool) -> Result<(), DpError> {
+        if on && !self.overlap_supported {
+            return Err(DpError::Invalid(
+                "overlapping the gradient all-reduce with backward needs a CPU communicator \
+                 (tcp or in-process threads); NCCL syncs after the backward"
+                    .into(),
+            ));
+        }
+        self.overlap = on;
+        Ok(())
+    }
+
+    /// Runs `backward` (the last one before the optimizer step; it must pass the hook on to
+    /// the model's backward) and sums the gradients over ranks: with overlap while the
+    /// backward runs, else after it. Callers pre-scale each rank's share. Returns the
+    /// backward's result and the seconds the caller waited for the sync after the backward.
+    pub fn backward_and_sync<R, E: From<DpError>>(
+        &mut self,
+        grads: &mut LlamaParams,
+        backward: impl FnOnce(&mut LlamaParams, &mut dyn GradHook) -> Result<R, E>,
+    ) -> Result<(R, f64), E> {
+        if !self.overlap {
+            let r = backward(grads, &mut NoHook)?;
+            let t0 = Instant::now();
+            self.sync_grads(grads)?;
+            return Ok((r, t0.elapsed().as_secs_f64()));
+        }
+        let (r, st, wait) =
+            overlap::backward_and_reduce(self.comm.as_mut(), grads, self.bucket_bytes, backward)?;
+        self.record(st);
+        Ok((r, wait))
     }
 
     /// Adds a collective's volume to this step's report (ZeRO-1's reduce-scatters and

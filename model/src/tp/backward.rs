@@ -7,6 +7,7 @@ use runtime::{ops, DType, Tensor};
 use crate::activations::{Activations, GradBuffers};
 use crate::error::Result;
 use crate::layers::lm_head::IGNORE;
+use crate::model::NoHook;
 use crate::params::LlamaParams;
 use crate::tp::shard::{KvLayout, Split};
 use crate::tp::{vocab, CommReduce, Reduce, TpModel};
@@ -80,7 +81,7 @@ impl TpModel {
     ) -> Result<()> {
         self.check(comm, ids, acts)?;
         self.local
-            .backward_layers(acts, grads, g, &mut CommReduce(comm))?;
+            .backward_layers(acts, grads, g, &mut CommReduce(comm), &mut NoHook)?;
         vocab::embed_backward(
             &mut grads.embed,
             &g.d_resid,

@@ -34,6 +34,10 @@ pub struct Args {
     /// Collectives of a launched job: `tcp` (CPU) or `nccl` (a `--features cuda` build).
     #[arg(long, default_value = "tcp")]
     dist_backend: String,
+    /// Overlap the data-parallel gradient all-reduce with the backward (default: on with tcp
+    /// and in-process ranks, off with nccl and with zero1 or --tp, which sync after it).
+    #[arg(long)]
+    overlap_grad_sync: Option<bool>,
     /// `--key value` overrides of config keys.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     overrides: Vec<String>,
@@ -48,11 +52,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "nccl" => true,
         other => anyhow::bail!("unknown --dist-backend `{other}` (tcp, nccl)"),
     };
+    anyhow::ensure!(
+        !(cfg.zero1 && args.overlap_grad_sync == Some(true)),
+        "--overlap-grad-sync true with zero1: ZeRO-1 reduce-scatters the gradients inside its \
+         optimizer step, after the backward (drop one of them)"
+    );
     if args.tp > 1 {
         anyhow::ensure!(
             !cfg.zero1,
             "zero1 shards the optimizer over data-parallel ranks without --tp; it is not \
              implemented for --tp {} (drop zero1 or --tp)",
+            args.tp
+        );
+        anyhow::ensure!(
+            args.overlap_grad_sync != Some(true),
+            "--overlap-grad-sync true is not implemented for --tp {}: the replicated K/V \
+             gradients are summed over the TP group after the backward",
             args.tp
         );
         return tp::run(&args, cfg, cuda);
@@ -110,7 +125,10 @@ fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow:
             Trainer::new(cfg, model, task, eos)?
         }
     };
-    if let Some(dp) = dp {
+    if let Some(mut dp) = dp {
+        if let Some(on) = args.overlap_grad_sync {
+            dp.set_overlap(on)?;
+        }
         trainer = trainer.with_dp(dp);
     }
     let metrics = trainer.run(!args.quiet)?;

@@ -20,6 +20,9 @@ pub struct StepTimes {
     pub backward: f64,
     pub optimizer: f64,
     pub total: f64,
+    /// Of `backward`: the wait for the data-parallel gradient sync after the backward.
+    #[serde(default)]
+    pub grad_sync: f64,
 }
 
 /// One line of `metrics.jsonl`.
@@ -110,6 +113,7 @@ impl StepMetrics {
                 backward: t.backward,
                 optimizer: t.optimizer,
                 total: total_s,
+                grad_sync: t.grad_sync,
             },
             dp_world: 1,
             comm_bytes: 0,

@@ -4,6 +4,7 @@
 //! started from the log-prob backward's d logits.
 
 use model::layers::lm_head::IGNORE;
+use model::model::{GradHook, NoHook};
 use model::{Activations, GradBuffers, Llama, LlamaParams};
 use runtime::{ops, DType, Tensor};
 
@@ -171,8 +172,35 @@ pub fn policy_backward(
     grads: &mut LlamaParams,
     grad_of: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
 ) -> Result<Vec<f32>> {
+    policy_backward_hooked(
+        m,
+        seqs,
+        width,
+        temperature,
+        micro,
+        grads,
+        grad_of,
+        &mut NoHook,
+    )
+}
+
+/// [`policy_backward`] whose last micro-batch tells `hook` as each part of the gradients
+/// becomes final (the earlier ones still accumulate into them).
+#[allow(clippy::too_many_arguments)]
+pub fn policy_backward_hooked(
+    m: &Llama,
+    seqs: &[Sequence<'_>],
+    width: usize,
+    temperature: f32,
+    micro: usize,
+    grads: &mut LlamaParams,
+    grad_of: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    hook: &mut dyn GradHook,
+) -> Result<Vec<f32>> {
     let mut logp = vec![0f32; seqs.len() * width];
-    for rows in chunks(seqs.len(), micro) {
+    let all: Vec<Vec<usize>> = chunks(seqs.len(), micro).collect();
+    let n = all.len();
+    for (k, rows) in all.into_iter().enumerate() {
         let mut c = forward_chunk(m, seqs, rows, temperature)?;
         c.packed.scatter(&c.logp, &mut logp, width)?;
         let grad = loss_grad(grad_of, &logp)?;
@@ -187,7 +215,8 @@ pub fn policy_backward(
             temperature,
             Some(IGNORE),
         )?;
-        m.backward_from_dlogits(&c.packed.ids, &mut c.acts, grads, &mut g)?;
+        let h: &mut dyn GradHook = if k + 1 == n { &mut *hook } else { &mut NoHook };
+        m.backward_from_dlogits_hooked(&c.packed.ids, &mut c.acts, grads, &mut g, h)?;
     }
     Ok(logp)
 }

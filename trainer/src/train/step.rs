@@ -9,7 +9,7 @@ use model::{Llama, LlamaParams};
 use rayon::prelude::*;
 
 use super::iterations::Iterations;
-use super::policy::{completion_logps, policy_backward};
+use super::policy::{completion_logps, policy_backward, policy_backward_hooked};
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::Result;
 use crate::config::GrpoConfig;
@@ -94,8 +94,11 @@ pub struct Timings {
     pub reward: f64,
     /// Old-policy and reference log-probs.
     pub logprobs: f64,
-    /// Policy forward + backward.
+    /// Policy forward + backward (including the gradient sync).
     pub backward: f64,
+    /// Of `backward`: the data-parallel gradient all-reduce's wait after the backward
+    /// (the whole all-reduce without overlap, its tail with).
+    pub grad_sync: f64,
     pub optimizer: f64,
 }
 
@@ -186,13 +189,20 @@ pub fn train_on_rollouts_dp(
     for _ in 0..s.num_iterations {
         let t0 = Instant::now();
         learner.grads.zero()?;
-        it.backward(|q, g| {
-            policy_backward(&learner.model, q, w, temp, micro, &mut learner.grads, g)
-        })?;
+        let model = &learner.model;
         // ZeRO-1 reduces the gradients inside its step (reduce-scatter, not all-reduce).
-        let zero1 = learner.zero.is_some() && dp.is_some();
-        if let (false, Some(dp)) = (zero1, dp.as_deref_mut()) {
-            dp.sync_grads(&mut learner.grads)?;
+        match (learner.zero.is_some(), dp.as_deref_mut()) {
+            (false, Some(dp)) => {
+                let ((), wait) = dp.backward_and_sync(&mut learner.grads, |grads, hook| {
+                    it.backward(|q, g| {
+                        policy_backward_hooked(model, q, w, temp, micro, grads, g, hook)
+                    })
+                })?;
+                it.timings.grad_sync += wait;
+            }
+            _ => it.backward(|q, g| {
+                policy_backward(model, q, w, temp, micro, &mut learner.grads, g)
+            })?,
         }
         it.timings.backward += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
