@@ -1,8 +1,10 @@
 //! The data-parallel gradient all-reduce overlapped with backward: DP=2 GRPO runs and SFT steps
 //! give bit-for-bit the weights of the all-reduce after backward (and DP=1's update), buckets
 //! are reduced while the backward still runs, and a peer that leaves mid-backward fails the
-//! survivor's step with an error naming it instead of a hang.
+//! survivor's step with an error naming it instead of a hang; `swerl train
+//! --overlap-grad-sync` works in any position and refuses the combinations that cannot overlap.
 
+mod cli_support;
 mod grpo_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -314,4 +316,57 @@ fn parallel_overlap_dead_peer_mid_backward_fails_with_a_message_naming_it() {
     );
     assert!(e.contains("rank(s) [1] left the group"), "{e}");
     assert!(t0.elapsed() < timeout, "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn parallel_overlap_cli_flag_in_any_position_and_refused_where_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cli_support::mined_dataset(dir.path());
+    let cfg = cli_support::write_config(dir.path(), &data);
+    let run = |pre: &[&str], extra: &[&str], out: &str| {
+        cli_support::swerl()
+            .args(["train", "--quiet", "--dp", "2"])
+            .args(pre)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--steps", "1", "--output_dir"])
+            .arg(dir.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // After a config key, clap hands the flag to the overrides; it must still be taken.
+    let off = run(&[], &["--overlap-grad-sync", "false"], "off");
+    assert!(off.status.success(), "{}", cli_support::stderr(&off));
+    let on = run(&[], &[], "on");
+    assert!(on.status.success(), "{}", cli_support::stderr(&on));
+    let (a, b) = (
+        cli_support::metrics(&dir.path().join("off")),
+        cli_support::metrics(&dir.path().join("on")),
+    );
+    for k in ["loss", "grad_norm", "comm_bytes"] {
+        assert_eq!(a[0][k], b[0][k], "{k}: overlap off vs on");
+    }
+    let none: &[&str] = &[];
+    for (pre, extra, want) in [
+        (
+            none,
+            &["--overlap-grad-sync", "maybe"][..],
+            "takes true or false",
+        ),
+        (
+            none,
+            &["--zero1", "true", "--overlap-grad-sync", "true"],
+            "ZeRO-1",
+        ),
+        (
+            &["--tp", "2"],
+            &["--overlap-grad-sync", "true"],
+            "not implemented for --tp 2",
+        ),
+    ] {
+        let o = run(pre, extra, "bad");
+        let e = cli_support::stderr(&o);
+        assert!(!o.status.success() && e.contains(want), "{extra:?}: {e}");
+    }
 }

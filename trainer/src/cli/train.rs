@@ -43,7 +43,8 @@ pub struct Args {
     overrides: Vec<String>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    take_overlap_flag(&mut args)?;
     let cfg = GrpoConfig::load(args.config.as_deref(), &args.overrides)?;
     anyhow::ensure!(args.tp >= 1, "--tp must be at least 1");
     anyhow::ensure!(args.dp >= 1, "--dp must be at least 1");
@@ -111,6 +112,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some((r, e)) => Err(e.context(format!("data-parallel rank {r}"))),
         None => Ok(()),
     }
+}
+
+/// Moves `--overlap-grad-sync V` out of the config overrides: after the first `--key value`
+/// clap hands every later argument to them, and the flag should not depend on its position.
+fn take_overlap_flag(args: &mut Args) -> anyhow::Result<()> {
+    let o = &mut args.overrides;
+    while let Some(i) = o
+        .iter()
+        .position(|a| a == "--overlap-grad-sync" || a == "--overlap_grad_sync")
+    {
+        let v = o.get(i + 1).map(String::as_str);
+        args.overlap_grad_sync = Some(match v {
+            Some("true") => true,
+            Some("false") => false,
+            _ => anyhow::bail!("--overlap-grad-sync takes true or false, got {v:?}"),
+        });
+        o.drain(i..i + 2);
+    }
+    Ok(())
 }
 
 /// One rank's run (the whole run without `dp`); rank 0 prints the summary.
