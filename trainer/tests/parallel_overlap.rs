@@ -16,7 +16,7 @@ use model::layers::lm_head::shifted_targets;
 use model::model::{GradHook, GradReady};
 use model::optim::{AdamW, OptimConfig};
 use model::{Activations, GradBuffers, Llama, LlamaParams};
-use runtime::comm::{CommError, Communicator, ThreadGroup};
+use runtime::comm::{CommError, Communicator, StoreClient, StoreServer, TcpComm, ThreadGroup};
 use runtime::Tensor;
 use trainer::config::GrpoConfig;
 use trainer::dp::{DataParallel, DpError};
@@ -279,13 +279,36 @@ fn crash_after_head(g: &mut LlamaParams, hook: &mut dyn GradHook) -> Result<(), 
     Err(TrainError::Invalid("rank 1 crashed mid-backward".into()))
 }
 
+/// `world` ranks of a TCP group over localhost (threads of this process), each running
+/// `f(rank, dp)`; results in rank order.
+fn tcp_ranks<T: Send>(
+    world: usize,
+    timeout: Duration,
+    f: impl Fn(usize, DataParallel) -> T + Sync,
+) -> Vec<T> {
+    let server = StoreServer::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().to_string();
+    std::thread::scope(|s| {
+        let (f, addr) = (&f, &addr);
+        let hs: Vec<_> = (0..world)
+            .map(|r| {
+                s.spawn(move || {
+                    let mut st = StoreClient::connect(addr, r, timeout).unwrap();
+                    let c = TcpComm::connect(&mut st, world, "overlap").unwrap();
+                    f(r, DataParallel::new(Box::new(c)))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn parallel_overlap_dead_peer_mid_backward_fails_with_a_message_naming_it() {
     let rows = sft_rows();
     let total = rows.len() * (rows[0].len() - 1);
     let timeout = Duration::from_secs(20);
-    let t0 = Instant::now();
-    let errs = ranks(2, timeout, |rank, mut dp| {
+    let rank = |rank: usize, mut dp: DataParallel| {
         dp.bucket_bytes = 600;
         let m = tiny_model(5);
         let mut grads = m.zero_grads().unwrap();
@@ -300,22 +323,26 @@ fn parallel_overlap_dead_peer_mid_backward_fails_with_a_message_naming_it() {
         // Leaving drops the communicator, as a dead process closes its sockets.
         drop(dp);
         r.unwrap_err()
-    });
-    assert!(
-        errs[1].to_string().contains("rank 1 crashed"),
-        "{}",
-        errs[1]
-    );
-    let e = errs[0].to_string();
-    assert!(
-        matches!(
-            errs[0],
-            TrainError::Dp(DpError::Comm(CommError::PeerGone { .. }))
-        ),
-        "{e}"
-    );
-    assert!(e.contains("rank(s) [1] left the group"), "{e}");
-    assert!(t0.elapsed() < timeout, "took {:?}", t0.elapsed());
+    };
+    for backend in ["threads", "tcp"] {
+        let t0 = Instant::now();
+        let errs = match backend {
+            "threads" => ranks(2, timeout, rank),
+            _ => tcp_ranks(2, timeout, rank),
+        };
+        let e1 = errs[1].to_string();
+        assert!(e1.contains("rank 1 crashed"), "{backend}: {e1}");
+        let e = errs[0].to_string();
+        assert!(
+            matches!(
+                errs[0],
+                TrainError::Dp(DpError::Comm(CommError::PeerGone { .. }))
+            ),
+            "{backend}: {e}"
+        );
+        assert!(e.contains("rank(s) [1] left the group"), "{backend}: {e}");
+        assert!(t0.elapsed() < timeout, "{backend}: took {:?}", t0.elapsed());
+    }
 }
 
 #[test]
