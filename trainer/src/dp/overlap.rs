@@ -7,7 +7,7 @@
 //! last partial bucket, waits for the thread and copies the sums back.
 //!
 //! The result is bit-identical to [`all_reduce_grads_bucketed`](super::all_reduce_grads_bucketed):
-//! each element is still reduced exactly once and its sum is taken in rank order, whichever
+//! each element is still reduced exactly once and the CPU groups sum it in rank order, whichever
 //! bucket it travels in. Every rank packs the same tensors in the same order (the backward is
 //! deterministic), so the ranks' collectives stay matched. Cost: the buckets in flight are a
 //! second copy of the gradients until the sums are unpacked.

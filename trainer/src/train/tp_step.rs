@@ -171,8 +171,12 @@ pub fn train_on_rollouts(
         learner
             .model
             .reduce_replicated_grads(&mut learner.grads, tp)?;
+        // Not overlapped: the DP sum must follow the TP sum of the replicated K/V gradients
+        // to stay bit-identical to the single-rank order.
         if let Some(d) = dp.as_deref_mut() {
+            let t1 = Instant::now();
             d.sync_grads(&mut learner.grads)?;
+            it.timings.grad_sync += t1.elapsed().as_secs_f64();
         }
         // After the DP sum every DP replica holds the same shard gradients, so the TP
         // group's norm is the whole job's.
