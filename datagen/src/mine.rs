@@ -219,8 +219,10 @@ impl Miner {
                 let (walk, plan, pre_tx) = (&walk, &plan, pre_tx.clone());
                 scope.spawn(move || {
                     let repo = Repo::from_shared(shared, path).with_shared_caches(blobs, pack);
-                    if all_commits {
-                        read_during_walk(&repo, walk, t, jobs, &pre_tx);
+                    // One core stays with the walk, which everything else waits for.
+                    let during_walk = (jobs - 1).max(1);
+                    if all_commits && t < during_walk {
+                        read_during_walk(&repo, walk, t, during_walk, &pre_tx);
                     }
                     drop(pre_tx);
                     if go_rx.recv().is_err() {
