@@ -255,6 +255,11 @@ pub struct GrpoConfig {
     /// memory per rank). Ignored with one rank; not implemented for `--tp` > 1.
     #[serde(default)]
     pub zero1: bool,
+    /// Overlap the data-parallel gradient all-reduce with the backward (buckets leave as
+    /// layers finish). Default: on for in-process and TCP ranks, off for NCCL; ZeRO-1 and
+    /// `--tp` > 1 sync after the backward, so `true` is refused with them.
+    #[serde(default)]
+    pub overlap_grad_sync: Option<bool>,
 }
 
 impl GrpoConfig {
@@ -334,6 +339,13 @@ impl GrpoConfig {
         }
         if self.max_completion_length == 0 || self.max_prompt_length == 0 {
             return bad("max_prompt_length and max_completion_length must be > 0".into());
+        }
+        if self.zero1 && self.overlap_grad_sync == Some(true) {
+            return bad(
+                "overlap_grad_sync = true with zero1: ZeRO-1 reduce-scatters the \
+                 gradients inside its optimizer step, after the backward (drop one of them)"
+                    .into(),
+            );
         }
         if self.num_iterations == 0 || self.micro_batch == 0 {
             return bad("num_iterations and micro_batch must be > 0".into());

@@ -632,6 +632,7 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         prompt_template: None,
         context_window: Some(opts.context_window),
         zero1: false,
+        overlap_grad_sync: None,
     }
 }
 

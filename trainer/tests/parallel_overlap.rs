@@ -1,8 +1,8 @@
 //! The data-parallel gradient all-reduce overlapped with backward: DP=2 GRPO runs and SFT steps
 //! give bit-for-bit the weights of the all-reduce after backward (and DP=1's update), buckets
 //! are reduced while the backward still runs, and a peer that leaves mid-backward fails the
-//! survivor's step with an error naming it instead of a hang; `swerl train
-//! --overlap-grad-sync` works in any position and refuses the combinations that cannot overlap.
+//! survivor's step with an error naming it instead of a hang; the `overlap_grad_sync` config
+//! key (`--overlap-grad-sync` on the command line) refuses the combinations that cannot overlap.
 
 mod cli_support;
 mod grpo_support;
@@ -346,7 +346,7 @@ fn parallel_overlap_dead_peer_mid_backward_fails_with_a_message_naming_it() {
 }
 
 #[test]
-fn parallel_overlap_cli_flag_in_any_position_and_refused_where_unsupported() {
+fn parallel_overlap_config_key_switches_it_and_is_refused_where_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let data = cli_support::mined_dataset(dir.path());
     let cfg = cli_support::write_config(dir.path(), &data);
@@ -362,7 +362,6 @@ fn parallel_overlap_cli_flag_in_any_position_and_refused_where_unsupported() {
             .output()
             .unwrap()
     };
-    // After a config key, clap hands the flag to the overrides; it must still be taken.
     let off = run(&[], &["--overlap-grad-sync", "false"], "off");
     assert!(off.status.success(), "{}", cli_support::stderr(&off));
     let on = run(&[], &[], "on");
@@ -379,7 +378,7 @@ fn parallel_overlap_cli_flag_in_any_position_and_refused_where_unsupported() {
         (
             none,
             &["--overlap-grad-sync", "maybe"][..],
-            "takes true or false",
+            "overlap_grad_sync",
         ),
         (
             none,

@@ -34,17 +34,12 @@ pub struct Args {
     /// Collectives of a launched job: `tcp` (CPU) or `nccl` (a `--features cuda` build).
     #[arg(long, default_value = "tcp")]
     dist_backend: String,
-    /// Overlap the data-parallel gradient all-reduce with the backward (default: on with tcp
-    /// and in-process ranks, off with nccl and with zero1 or --tp, which sync after it).
-    #[arg(long)]
-    overlap_grad_sync: Option<bool>,
     /// `--key value` overrides of config keys.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     overrides: Vec<String>,
 }
 
-pub fn run(mut args: Args) -> anyhow::Result<()> {
-    take_overlap_flag(&mut args)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = GrpoConfig::load(args.config.as_deref(), &args.overrides)?;
     anyhow::ensure!(args.tp >= 1, "--tp must be at least 1");
     anyhow::ensure!(args.dp >= 1, "--dp must be at least 1");
@@ -53,11 +48,6 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
         "nccl" => true,
         other => anyhow::bail!("unknown --dist-backend `{other}` (tcp, nccl)"),
     };
-    anyhow::ensure!(
-        !(cfg.zero1 && args.overlap_grad_sync == Some(true)),
-        "--overlap-grad-sync true with zero1: ZeRO-1 reduce-scatters the gradients inside its \
-         optimizer step, after the backward (drop one of them)"
-    );
     if args.tp > 1 {
         anyhow::ensure!(
             !cfg.zero1,
@@ -66,8 +56,8 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
             args.tp
         );
         anyhow::ensure!(
-            args.overlap_grad_sync != Some(true),
-            "--overlap-grad-sync true is not implemented for --tp {}: the replicated K/V \
+            cfg.overlap_grad_sync != Some(true),
+            "overlap_grad_sync = true is not implemented for --tp {}: the replicated K/V \
              gradients are summed over the TP group after the backward",
             args.tp
         );
@@ -114,30 +104,12 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// Moves `--overlap-grad-sync V` out of the config overrides: after the first `--key value`
-/// clap hands every later argument to them, and the flag should not depend on its position.
-fn take_overlap_flag(args: &mut Args) -> anyhow::Result<()> {
-    let o = &mut args.overrides;
-    while let Some(i) = o
-        .iter()
-        .position(|a| a == "--overlap-grad-sync" || a == "--overlap_grad_sync")
-    {
-        let v = o.get(i + 1).map(String::as_str);
-        args.overlap_grad_sync = Some(match v {
-            Some("true") => true,
-            Some("false") => false,
-            _ => anyhow::bail!("--overlap-grad-sync takes true or false, got {v:?}"),
-        });
-        o.drain(i..i + 2);
-    }
-    Ok(())
-}
-
 /// One rank's run (the whole run without `dp`); rank 0 prints the summary.
 fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow::Result<()> {
     let resume = resume_dir(args, &cfg)?;
     let model_dir = resume.clone().unwrap_or_else(|| cfg.model.clone());
     let (task, eos) = swe_task(&cfg, &model_dir)?;
+    let overlap = cfg.overlap_grad_sync;
     let mut trainer = match &resume {
         Some(dir) => Trainer::resume(cfg, dir, task, eos)?,
         None => {
@@ -146,7 +118,7 @@ fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow:
         }
     };
     if let Some(mut dp) = dp {
-        if let Some(on) = args.overlap_grad_sync {
+        if let Some(on) = overlap {
             dp.set_overlap(on)?;
         }
         trainer = trainer.with_dp(dp);
