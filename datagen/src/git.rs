@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -67,6 +68,30 @@ pub struct CommitInfo {
 impl CommitInfo {
     pub fn subject(&self) -> &str {
         self.message.lines().next().unwrap_or("").trim()
+    }
+}
+
+/// What the `--all-commits` walk keeps of each commit for the whole history: enough to
+/// order commits and to find a commit's first parent's tree. Authors and messages (most of
+/// a commit's bytes) are decoded again when the commit is visited, so the history costs
+/// this struct per commit rather than its text.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkedCommit {
+    pub id: ObjectId,
+    pub tree: ObjectId,
+    /// The first parent's position in the walk (newest first), `NO_PARENT` for a root.
+    /// Further parents are not kept: only the first one's tree is looked up, and the
+    /// commit's own decode gives them all when it is visited.
+    first_parent: u32,
+}
+
+/// `WalkedCommit::first_parent` of a root commit.
+const NO_PARENT: u32 = u32::MAX;
+
+impl WalkedCommit {
+    /// The first parent's position in the walk (newest first).
+    pub fn first_parent(&self) -> Option<usize> {
+        (self.first_parent != NO_PARENT).then_some(self.first_parent as usize)
     }
 }
 
@@ -504,39 +529,84 @@ impl Repo {
             .collect()
     }
 
-    /// Every commit reachable from `head`, decoded, in `all_commits`' order: breadth-first
-    /// from `head` through all parents in order (gix's default walk), reversed. Decoding
-    /// here saves the readers decoding each commit a second time. `None` when any commit
-    /// cannot be read (shallow or damaged history): the caller falls back to
-    /// `all_commits`, which handles those as before.
-    pub fn all_commits_decoded(&self, head: ObjectId) -> Option<Vec<CommitInfo>> {
-        let mut all = Vec::new();
-        let ok = self.walk_decoded(head, &mut |batch| all.extend(batch));
-        ok.then(|| {
-            all.reverse();
-            all
-        })
+    /// The tree and parents of commit `id`, read without decoding its author or message
+    /// (what the history walk needs of every commit; `parents` is cleared first).
+    fn commit_links(
+        &self,
+        id: ObjectId,
+        buf: &mut Vec<u8>,
+        parents: &mut Vec<ObjectId>,
+    ) -> Result<ObjectId> {
+        use gix::objs::commit::ref_iter::Token;
+        self.raw(&id, Kind::Commit, "read commit", buf)?;
+        let bad = |msg: String| Error::Object {
+            id: id.to_string(),
+            op: "decode commit",
+            msg,
+        };
+        let mut it = gix::objs::CommitRefIter::from_bytes(buf, id.kind());
+        let tree = it.tree_id().map_err(|e| bad(e.to_string()))?;
+        parents.clear();
+        for token in it {
+            match token.map_err(|e| bad(e.to_string()))? {
+                Token::Parent { id } => parents.push(id),
+                _ => break,
+            }
+        }
+        Ok(tree)
     }
 
-    /// The walk of `all_commits_decoded`, newest first (not reversed), handed to `batch` a
-    /// few commits at a time as they are decoded, so that other threads can work on them
-    /// while the walk goes on. `false` when a commit cannot be read.
-    pub fn walk_decoded(&self, head: ObjectId, batch: &mut dyn FnMut(Vec<CommitInfo>)) -> bool {
+    /// Every commit reachable from `head`, newest first: breadth-first from `head` through
+    /// all parents in order (gix's default walk; `all_commits` is its reverse). `None` when
+    /// any commit cannot be read (shallow or damaged history).
+    pub fn walk_links(&self, head: ObjectId) -> Option<Vec<WalkedCommit>> {
+        let mut all = Vec::new();
+        let ok = self.walk(head, &mut |batch| all.extend(batch));
+        ok.then_some(all)
+    }
+
+    /// The walk of `walk_links`, handed to `batch` a few commits at a time as they are
+    /// read, so that other threads can work on them while the walk goes on. `false` when
+    /// a commit cannot be read.
+    pub fn walk(&self, head: ObjectId, batch: &mut dyn FnMut(Vec<WalkedCommit>)) -> bool {
         const BATCH: usize = 64;
-        let mut seen: std::collections::HashSet<_, BuildHasherDefault<IdHasher>> =
-            [head].into_iter().collect();
+        // A breadth-first walk visits commits in the order it first sees them, so a
+        // parent's position is known as soon as a child names it: the walk stores parents
+        // as positions and needs this map only while it runs.
+        let mut seen: HashMap<ObjectId, u32, BuildHasherDefault<IdHasher>> =
+            [(head, 0)].into_iter().collect();
         let mut next = std::collections::VecDeque::from([head]);
         let mut out = Vec::with_capacity(BATCH);
+        let (mut buf, mut parents) = (Vec::new(), Vec::new());
         while let Some(id) = next.pop_front() {
-            let Ok(c) = self.commit(id) else {
+            let Ok(tree) = self.commit_links(id, &mut buf, &mut parents) else {
                 return false;
             };
-            for &p in &c.parents {
-                if seen.insert(p) {
-                    next.push_back(p);
+            let mut first_parent = NO_PARENT;
+            for (n, &p) in parents.iter().enumerate() {
+                let at = match seen.get(&p) {
+                    Some(&at) => at,
+                    None => {
+                        let Ok(at) = u32::try_from(seen.len()) else {
+                            return false;
+                        };
+                        if at == NO_PARENT {
+                            return false;
+                        }
+                        seen.insert(p, at);
+                        next.push_back(p);
+                        at
+                    }
+                };
+                if n == 0 {
+                    first_parent = at;
                 }
             }
-            out.push(c);
+            out.push(WalkedCommit {
+                id,
+                tree,
+                first_parent,
+            });
             if out.len() == BATCH {
                 batch(std::mem::replace(&mut out, Vec::with_capacity(BATCH)));
             }

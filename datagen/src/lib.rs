@@ -11,6 +11,7 @@ pub mod filter;
 pub mod git;
 pub mod instance;
 pub mod mine;
+mod readahead;
 pub mod record;
 pub mod refs;
 pub mod relevant;

@@ -4,21 +4,22 @@
 //! order, so output is identical for any `jobs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use gix::hash::ObjectId;
 
 use crate::blobcache::{BlobCache, PackCache};
 use crate::events::Events;
 use crate::filter::{FilterConfig, Reject, Report};
-use crate::git::{Change, CommitInfo, Repo};
+use crate::git::{CommitInfo, Repo};
 use crate::instance::{Instance, UnitKind};
+use crate::readahead::{
+    lock, read_commit, read_during_walk, Order, Plan, Read, WalkShare, READ_CHUNK,
+};
 use crate::record;
-use crate::relevant::{IdHasher, Window};
+use crate::relevant::Window;
 use crate::unit::{extract, Outcome, Unit};
 use crate::{refs, Error, Result};
 
@@ -207,7 +208,7 @@ impl Miner {
             // c % jobs, so only the co-change window stays on this thread. While the
             // `--all-commits` history walk runs, they diff its newest commits (which come
             // last in walk order) instead of idling until it ends.
-            let (pre_tx, pre_rx) = mpsc::channel::<(usize, Vec<Result<PreRead>>)>();
+            let (pre_tx, pre_rx) = mpsc::channel::<(usize, Vec<Result<Read>>)>();
             let mut readers = Vec::new();
             let mut go = Vec::new();
             for t in 0..jobs {
@@ -229,14 +230,10 @@ impl Miner {
                         return;
                     }
                     let Some(plan) = plan.get() else { return };
-                    let order = &plan.order[..plan.ahead];
-                    let known = plan.known.as_ref();
                     let mut last = None;
-                    for c in (t..order.len().div_ceil(READ_CHUNK)).step_by(jobs) {
-                        let ids = &order[c * READ_CHUNK..((c + 1) * READ_CHUNK).min(order.len())];
-                        let read = ids
-                            .iter()
-                            .map(|&id| read_commit(&repo, id, all_commits, &mut last, known))
+                    for c in (t..plan.ahead.div_ceil(READ_CHUNK)).step_by(jobs) {
+                        let read = (c * READ_CHUNK..((c + 1) * READ_CHUNK).min(plan.ahead))
+                            .map(|j| read_commit(&repo, plan, j, all_commits, &mut last))
                             .collect();
                         if tx.send(read).is_err() {
                             break;
@@ -245,42 +242,33 @@ impl Miner {
                 });
             }
             drop(pre_tx);
-            let mut pre: HashMap<usize, Vec<Result<PreRead>>> = HashMap::new();
-            let known = if all_commits {
-                let ok = repo.walk_decoded(head, &mut |batch| walk.push(batch));
+            let mut pre: HashMap<usize, Vec<Result<Read>>> = HashMap::new();
+            let walked = if all_commits {
+                let ok = repo.walk(head, &mut |batch| walk.push(batch));
                 walk.finish();
                 pre.extend(pre_rx);
                 let w = std::mem::take(&mut *lock(&walk.state));
-                ok.then_some(Known {
-                    infos: w.infos,
-                    at: w.at,
-                })
+                ok.then_some(w)
             } else {
                 None
             };
             // Pre-read chunks count from the newest commit on, without gaps.
-            let pre: Vec<Result<PreRead>> = match &known {
+            let pre: Vec<Result<Read>> = match &walked {
                 Some(_) => (0..).map_while(|b| pre.remove(&b)).flatten().collect(),
                 None => Vec::new(),
             };
-            let order: Vec<ObjectId> = match &known {
-                Some(k) => k.infos.iter().rev().map(|c| c.id).collect(),
-                None if all_commits => repo.all_commits(head)?,
-                None => self.first_parent_line(&repo, head),
+            let order = match walked {
+                Some(w) => Order::Walked(w),
+                None if all_commits => Order::Ids(repo.all_commits(head)?),
+                None => Order::Ids(self.first_parent_line(&repo, head)),
             };
             let ahead = order.len() - pre.len();
-            let plan = plan.get_or_init(|| Plan {
-                order,
-                known,
-                ahead,
-            });
+            let plan = plan.get_or_init(|| Plan { order, ahead });
             for g in go {
                 let _ = g.send(());
             }
-            let order = &plan.order;
             let n_chunks = ahead.div_ceil(READ_CHUNK);
-            let mut pre = pre.into_iter().rev().zip(order[ahead..].iter());
-            let known = plan.known.as_ref();
+            let mut pre = pre.into_iter().rev();
             let mut ordered = Ordered::default();
             let mut window = Window::new(self.opts.window);
             let mut pending: Vec<Unit> = Vec::new();
@@ -292,22 +280,8 @@ impl Miner {
                         msg: "a reader thread stopped early".into(),
                     })],
                 })
-                .chain(std::iter::from_fn(|| {
-                    let (r, &id) = pre.next()?;
-                    Some(r.and_then(|p| {
-                        let c = known.and_then(|k| k.get(id)).cloned();
-                        let c = c.ok_or_else(|| Error::Git {
-                            op: "read commits",
-                            msg: format!("{id} was read ahead but not walked"),
-                        })?;
-                        Ok(Read {
-                            c,
-                            parent_tree: p.parent_tree,
-                            changes: p.changes,
-                        })
-                    }))
-                }));
-            for id in order {
+                .chain(std::iter::from_fn(|| pre.next()));
+            for j in 0..plan.order.len() {
                 self.report.commits_walked += 1;
                 if self.report.commits_walked.is_multiple_of(512) {
                     progress(&self.report);
@@ -315,7 +289,7 @@ impl Miner {
                 let read = reads.next().unwrap_or_else(|| {
                     Err(Error::Git {
                         op: "read commits",
-                        msg: format!("no result for {id}"),
+                        msg: format!("no result for {}", plan.order.id(j)),
                     })
                 });
                 match self.visit(&repo, read, &mut window) {
@@ -520,177 +494,6 @@ impl Miner {
             cochange,
         })
     }
-}
-
-/// Commits decoded by the walk that ordered them (newest first), by id.
-#[derive(Default)]
-struct Known {
-    infos: Vec<CommitInfo>,
-    at: HashMap<ObjectId, usize, BuildHasherDefault<IdHasher>>,
-}
-
-impl Known {
-    fn get(&self, id: ObjectId) -> Option<&CommitInfo> {
-        self.at.get(&id).map(|&i| &self.infos[i])
-    }
-}
-
-/// Commits per read-ahead chunk.
-const READ_CHUNK: usize = 128;
-
-/// Chunks at most that readers diff while the walk runs: bounds what waits in memory for
-/// the walk to end, whatever the length of the history.
-const MAX_CHUNKS_DURING_WALK: usize = 128;
-
-/// What the readers follow once the walk is over: commits in walk order, the decoded
-/// ones, and how many of the oldest the readers still diff (the rest were diffed during
-/// the walk).
-struct Plan {
-    order: Vec<ObjectId>,
-    known: Option<Known>,
-    ahead: usize,
-}
-
-/// The history walk so far, shared with the readers.
-#[derive(Default)]
-struct WalkShare {
-    state: Mutex<Known>,
-    /// Signalled after each batch of commits and when the walk ends.
-    grown: Condvar,
-    done: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl WalkShare {
-    fn push(&self, batch: Vec<CommitInfo>) {
-        let mut k = lock(&self.state);
-        for c in batch {
-            let i = k.infos.len();
-            k.at.insert(c.id, i);
-            k.infos.push(c);
-        }
-        self.grown.notify_all();
-    }
-
-    fn finish(&self) {
-        let _k = lock(&self.state);
-        self.done.store(true, AtomicOrdering::SeqCst);
-        self.grown.notify_all();
-    }
-}
-
-/// A commit diffed while the walk ran (its `CommitInfo` is the walk's).
-struct PreRead {
-    parent_tree: Option<ObjectId>,
-    changes: Option<Vec<Change>>,
-}
-
-/// Reader `t` of `jobs` during the `--all-commits` walk: diffs walk chunks t, t + jobs, ...
-/// (newest commits first) once they and their parents are decoded, until the walk ends.
-fn read_during_walk(
-    repo: &Repo,
-    walk: &WalkShare,
-    t: usize,
-    jobs: usize,
-    tx: &mpsc::Sender<(usize, Vec<Result<PreRead>>)>,
-) {
-    for b in (t..MAX_CHUNKS_DURING_WALK).step_by(jobs) {
-        // A chunk's parents are nearly always decoded one chunk later in a breadth-first walk.
-        let want = (b + 2) * READ_CHUNK;
-        // (tree, is a merge, first parent, its tree when the walk has decoded it)
-        type Todo = (ObjectId, bool, Option<ObjectId>, Option<Option<ObjectId>>);
-        let todo: Vec<Todo> = {
-            let mut k = lock(&walk.state);
-            while k.infos.len() < want && !walk.done.load(AtomicOrdering::SeqCst) {
-                k = walk.grown.wait(k).unwrap_or_else(|e| e.into_inner());
-            }
-            if walk.done.load(AtomicOrdering::SeqCst) {
-                return;
-            }
-            k.infos[b * READ_CHUNK..(b + 1) * READ_CHUNK]
-                .iter()
-                .map(|c| {
-                    let first = c.parents.first().copied();
-                    let parent_tree = first.map(|p| k.get(p).map(|pc| pc.tree));
-                    (c.tree, c.parents.len() >= 2, first, parent_tree)
-                })
-                .collect()
-        };
-        // Oldest first within the chunk: newer objects are stored as deltas against older
-        // ones, so this order finds delta bases in the shared cache.
-        let mut reads: Vec<Result<PreRead>> = todo
-            .into_iter()
-            .rev()
-            .map(|(tree, merge, first, parent_tree)| {
-                let parent_tree = match (first, parent_tree) {
-                    (Some(_), Some(Some(pt))) => Some(pt),
-                    (Some(p), _) => Some(repo.commit(p)?.tree),
-                    (None, _) => None,
-                };
-                let changes = if merge {
-                    None
-                } else {
-                    Some(repo.diff_trees(parent_tree, Some(tree))?)
-                };
-                Ok(PreRead {
-                    parent_tree,
-                    changes,
-                })
-            })
-            .collect();
-        reads.reverse();
-        if tx.send((b, reads)).is_err() {
-            return;
-        }
-    }
-}
-
-/// A commit decoded and diffed against its first parent ahead of the walk.
-struct Read {
-    c: CommitInfo,
-    /// The first parent's tree.
-    parent_tree: Option<ObjectId>,
-    /// `None` for merges when mining every commit (their changes are the branch's commits).
-    changes: Option<Vec<Change>>,
-}
-
-/// Reads `id`; walks mostly step from a parent to its child, so `last` (the previous
-/// commit and its tree) usually saves reading the parent again.
-fn read_commit(
-    repo: &Repo,
-    id: ObjectId,
-    all_commits: bool,
-    last: &mut Option<(ObjectId, ObjectId)>,
-    known: Option<&Known>,
-) -> Result<Read> {
-    let c = match known.and_then(|k| k.get(id)) {
-        Some(c) => c.clone(),
-        None => repo.commit(id)?,
-    };
-    let first = c.parents.first().copied();
-    let parent_tree = match (first, *last) {
-        (Some(p), Some((lc, lt))) if p == lc => Some(lt),
-        (Some(p), _) if known.and_then(|k| k.get(p)).is_some() => {
-            known.and_then(|k| k.get(p)).map(|pc| pc.tree)
-        }
-        _ => first
-            .map(|p| repo.commit(p).map(|pc| pc.tree))
-            .transpose()?,
-    };
-    *last = Some((id, c.tree));
-    let changes = if c.parents.len() >= 2 && all_commits {
-        None
-    } else {
-        Some(repo.diff_trees(parent_tree, Some(c.tree))?)
-    };
-    Ok(Read {
-        c,
-        parent_tree,
-        changes,
-    })
 }
 
 /// A kept instance as the caller asked for it.

@@ -647,18 +647,32 @@ fn import_heuristic_fills_context_when_history_has_no_co_changes() {
 }
 
 #[test]
-fn decoded_walk_orders_commits_like_the_gix_rev_walk() {
+fn walk_orders_commits_like_the_gix_rev_walk() {
     let tmp = tempfile::tempdir().unwrap();
     let f = build(&tmp.path().join("r"));
     let repo = datagen::git::Repo::open(&f.repo.dir).unwrap();
     let head = repo.head().unwrap().unwrap();
-    let walked = repo.all_commits(head).unwrap();
-    let decoded = repo.all_commits_decoded(head).unwrap();
+    let mut walked = repo.all_commits(head).unwrap();
+    walked.reverse();
+    let links = repo.walk_links(head).unwrap();
     assert!(walked.len() > 8, "fixture has merges and branches");
-    assert_eq!(decoded.iter().map(|c| c.id).collect::<Vec<_>>(), walked);
-    for c in &decoded {
-        assert_eq!(c.tree, repo.commit(c.id).unwrap().tree);
+    assert_eq!(links.iter().map(|c| c.id).collect::<Vec<_>>(), walked);
+    let mut merges = 0;
+    for c in &links {
+        let full = repo.commit(c.id).unwrap();
+        assert_eq!(c.tree, full.tree);
+        let first = c.first_parent().map(|p| links[p].id);
+        assert_eq!(first, full.parents.first().copied(), "{}", c.id);
+        merges += usize::from(full.parents.len() >= 2);
     }
+    assert!(merges >= 2, "fixture has merges");
+}
+
+/// What `--all-commits` holds per commit for the whole history: two ids and a parent's
+/// position, nothing that grows with the commit's text.
+#[test]
+fn walked_commit_stays_small() {
+    assert!(std::mem::size_of::<datagen::git::WalkedCommit>() <= 44);
 }
 
 /// A history long enough for readers to diff its newest commits while the walk still runs
