@@ -208,6 +208,8 @@ pub struct Repo {
     trees: RefCell<Vec<(ObjectId, Rc<Scratch>)>>,
     /// Blob contents shared with the other threads' handles, if any.
     blobs: Option<Arc<BlobCache>>,
+    /// Raw commits the history walk read, for the readers that decode them in full.
+    commits: Option<Arc<BlobCache>>,
 }
 
 fn git_err(op: &'static str) -> impl Fn(gix::Error) -> Error {
@@ -237,6 +239,7 @@ impl Repo {
             scratch: RefCell::default(),
             trees: RefCell::default(),
             blobs: None,
+            commits: None,
         })
     }
 
@@ -256,6 +259,7 @@ impl Repo {
             scratch: RefCell::default(),
             trees: RefCell::default(),
             blobs: None,
+            commits: None,
         }
     }
 
@@ -267,6 +271,14 @@ impl Repo {
             .objects
             .set_pack_cache(move || Box::new(pack.clone()));
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// Keeps the raw commits `walk` reads in `commits` and decodes commits found there
+    /// without reading them again: the walk reads only what ordering needs, the readers
+    /// decode the rest, and inflating each commit twice cost ≈5% more instructions.
+    pub fn with_commit_cache(mut self, commits: Arc<BlobCache>) -> Repo {
+        self.commits = Some(commits);
         self
     }
 
@@ -321,7 +333,16 @@ impl Repo {
     }
 
     fn decode_commit(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<CommitInfo> {
-        self.raw(&id, Kind::Commit, "read commit", buf)?;
+        match self.commits.as_ref().and_then(|c| c.get(&id)) {
+            Some(raw) => Self::parse_commit(id, &raw),
+            None => {
+                self.raw(&id, Kind::Commit, "read commit", buf)?;
+                Self::parse_commit(id, buf)
+            }
+        }
+    }
+
+    fn parse_commit(id: ObjectId, buf: &[u8]) -> Result<CommitInfo> {
         let bad = |msg: String| Error::Object {
             id: id.to_string(),
             op: "decode commit",
@@ -539,6 +560,9 @@ impl Repo {
     ) -> Result<ObjectId> {
         use gix::objs::commit::ref_iter::Token;
         self.raw(&id, Kind::Commit, "read commit", buf)?;
+        if let Some(c) = &self.commits {
+            c.put(id, buf);
+        }
         let bad = |msg: String| Error::Object {
             id: id.to_string(),
             op: "decode commit",

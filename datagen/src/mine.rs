@@ -47,6 +47,13 @@ impl Default for MineOptions {
     }
 }
 
+/// Raw commits kept between the `--all-commits` walk and the readers (bounded, unlike the
+/// history). The walk reads history newest first and the visit goes oldest first: the
+/// newest commits are read ahead during the walk before this FIFO drops them, and it ends
+/// holding the oldest, visited first; on a history whose commits take more than this, the
+/// ones in between are read from the pack again.
+const COMMIT_CACHE_BYTES: usize = 32 << 20;
+
 pub struct Miner {
     opts: MineOptions,
     seen: HashSet<u128>,
@@ -159,7 +166,10 @@ impl Miner {
     ) -> Result<()> {
         let blobs = Arc::new(BlobCache::new(64 << 20));
         let pack = PackCache::new(96 << 20);
-        let repo = Repo::open(path)?.with_shared_caches(blobs.clone(), &pack);
+        let commits = Arc::new(BlobCache::new(COMMIT_CACHE_BYTES));
+        let repo = Repo::open(path)?
+            .with_shared_caches(blobs.clone(), &pack)
+            .with_commit_cache(commits.clone());
         let name = name.map(str::to_string).unwrap_or_else(|| repo_name(&repo));
         self.report.repos += 1;
         if self.opts.filter.is_contaminated(&name) {
@@ -217,9 +227,11 @@ impl Miner {
                 let (go_tx, go_rx) = mpsc::channel::<()>();
                 go.push(go_tx);
                 let (shared, blobs, pack) = (&shared, blobs.clone(), &pack);
-                let (walk, plan, pre_tx) = (&walk, &plan, pre_tx.clone());
+                let (walk, plan, pre_tx, commits) = (&walk, &plan, pre_tx.clone(), commits.clone());
                 scope.spawn(move || {
-                    let repo = Repo::from_shared(shared, path).with_shared_caches(blobs, pack);
+                    let repo = Repo::from_shared(shared, path)
+                        .with_shared_caches(blobs, pack)
+                        .with_commit_cache(commits);
                     // One core stays with the walk, which everything else waits for.
                     let during_walk = (jobs - 1).max(1);
                     if all_commits && t < during_walk {
