@@ -6,10 +6,11 @@ use std::path::Path;
 use runtime::comm::Communicator;
 use runtime::{DType, Tensor};
 
-use crate::error::{ModelError, Result};
-use crate::model::Llama;
+use crate::error::{io_err, ModelError, Result};
 use crate::params::LlamaParams;
 use crate::safetensors_io::WeightFiles;
+pub use crate::tp::save::save_file;
+use crate::tp::save::write_folder_files;
 use crate::tp::shard::{local_shape, ShardPlan, Split};
 
 /// Copies `split` of the `[rows, cols]` (or 1-D) row-major buffer `data` with elements of
@@ -75,47 +76,93 @@ pub enum Replicas {
     Partial,
 }
 
+/// Every rank's split of every parameter: what assembling a full tensor from the shards
+/// needs to know.
+pub(crate) struct Gatherer {
+    plan: ShardPlan,
+    plans: Vec<ShardPlan>,
+    splits: Vec<Vec<(String, Vec<usize>, Split)>>,
+}
+
+impl Gatherer {
+    pub(crate) fn new(plan: &ShardPlan) -> Result<Self> {
+        let plans: Vec<ShardPlan> = (0..plan.tp)
+            .map(|r| plan.for_rank(r))
+            .collect::<Result<_>>()?;
+        let splits = plans.iter().map(ShardPlan::splits).collect();
+        Ok(Gatherer {
+            plan: plan.clone(),
+            plans,
+            splits,
+        })
+    }
+
+    /// Every parameter's HF name, full shape and this rank's split, in canonical order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &(String, Vec<usize>, Split)> {
+        self.splits[self.plan.rank].iter()
+    }
+}
+
+/// The full-shape values of parameter `i` (canonical order) assembled from every rank's
+/// shard `t` of it; a collective, every rank gets the result.
+pub(crate) fn gather_one(
+    g: &Gatherer,
+    comm: &mut dyn Communicator,
+    i: usize,
+    t: &Tensor,
+    replicas: Replicas,
+) -> Result<Vec<f32>> {
+    let plan = &g.plan;
+    let (name, full_shape, split) = &g.splits[plan.rank][i];
+    if t.shape() != local_shape(full_shape, split) {
+        return Err(ModelError::Invalid(format!(
+            "tp gather: `{name}` on rank {} has shape {:?}, not its shard's",
+            plan.rank,
+            t.shape()
+        )));
+    }
+    let n = t.numel();
+    let mut all = Tensor::zeros(&[plan.tp * n], DType::F32, &runtime::Device::Cpu)?;
+    let t = t.to_device(&runtime::Device::Cpu)?;
+    let t = match t.dtype() {
+        DType::F32 => t,
+        _ => t.cast(DType::F32)?,
+    };
+    comm.all_gather(&t, &mut all)?;
+    drop(t);
+    let all = all.to_f32_vec()?;
+    let numel: usize = full_shape.iter().product();
+    let mut out = vec![0f32; numel];
+    let kv = name.ends_with("k_proj.weight") || name.ends_with("v_proj.weight");
+    for (r, part) in all.chunks_exact(n.max(1)).enumerate().take(plan.tp) {
+        let split = &g.splits[r][i].2;
+        let take = match split {
+            Split::Replicated => r == 0,
+            _ if kv && !g.plans[r].kv_owner() => replicas == Replicas::Partial,
+            _ => true,
+        };
+        if take {
+            place(&mut out, part, full_shape, split);
+        }
+    }
+    Ok(out)
+}
+
 /// Assembles every rank's `local` tensors (weights or gradients of the shard `plan`) into
 /// full-shape F32 tensors, in canonical order; a collective, so every rank calls it and
-/// every rank gets the result.
+/// every rank gets the result. Holds the whole model: checkpoints use [`save`] and
+/// [`save_file`], which stream.
 pub fn gather(
     plan: &ShardPlan,
     comm: &mut dyn Communicator,
     local: &LlamaParams,
     replicas: Replicas,
 ) -> Result<LlamaParams> {
-    let plans: Vec<ShardPlan> = (0..plan.tp)
-        .map(|r| plan.for_rank(r))
-        .collect::<Result<_>>()?;
-    let splits: Vec<_> = plans.iter().map(ShardPlan::splits).collect();
+    let g = Gatherer::new(plan)?;
     let mut it = local.tensors().into_iter().enumerate();
-    LlamaParams::from_ordered(&plan.full, |name, full_shape| {
+    LlamaParams::from_ordered(&plan.full, |_, full_shape| {
         let (i, t) = it.next().expect("local params cover every parameter");
-        if t.shape() != local_shape(full_shape, &splits[plan.rank][i].2) {
-            return Err(ModelError::Invalid(format!(
-                "tp gather: `{name}` on rank {} has shape {:?}, not its shard's",
-                plan.rank,
-                t.shape()
-            )));
-        }
-        let n = t.numel();
-        let mut all = Tensor::zeros(&[plan.tp * n], DType::F32, &runtime::Device::Cpu)?;
-        comm.all_gather(&t.to_device(&runtime::Device::Cpu)?, &mut all)?;
-        let all = all.to_f32_vec()?;
-        let numel: usize = full_shape.iter().product();
-        let mut out = vec![0f32; numel];
-        for (r, part) in all.chunks_exact(n.max(1)).enumerate().take(plan.tp) {
-            let split = &splits[r][i].2;
-            let kv = name.ends_with("k_proj.weight") || name.ends_with("v_proj.weight");
-            let take = match split {
-                Split::Replicated => r == 0,
-                _ if kv && !plans[r].kv_owner() => replicas == Replicas::Partial,
-                _ => true,
-            };
-            if take {
-                place(&mut out, part, full_shape, split);
-            }
-        }
+        let out = gather_one(&g, comm, i, t, replicas)?;
         Ok(Tensor::from_vec(out, full_shape)?)
     })
 }
@@ -141,8 +188,10 @@ fn place(out: &mut [f32], part: &[f32], full: &[usize], split: &Split) {
 }
 
 /// Saves the full model assembled from every rank's shard as one Hugging Face folder in `dir`
-/// (weights as `dtype`, config, tokenizer files from `tokenizer_from`); rank 0 writes (each
-/// file atomically) and every rank returns once the folder is complete.
+/// (weights as `dtype`, config, tokenizer files from `tokenizer_from`); a collective over the
+/// TP group. The tensors are gathered one at a time and streamed to disk by rank 0 (see
+/// [`save_file`]), each file written atomically; every rank returns once the folder is
+/// complete.
 pub fn save(
     plan: &ShardPlan,
     comm: &mut dyn Communicator,
@@ -151,12 +200,18 @@ pub fn save(
     dtype: DType,
     tokenizer_from: Option<&Path>,
 ) -> Result<()> {
-    let full = gather(plan, comm, local, Replicas::Identical)?;
-    let written = if plan.rank == 0 {
-        Llama::from_params(plan.full.clone(), full)?.save(dir, dtype, tokenizer_from)
-    } else {
-        Ok(())
+    let writer = plan.rank == 0;
+    let prepared = match writer {
+        true => std::fs::create_dir_all(dir).map_err(io_err(dir)),
+        false => Ok(()),
     };
+    let file = dir.join("model.safetensors");
+    let path = (writer && prepared.is_ok()).then_some(file.as_path());
+    let streamed = save_file(plan, comm, &[("", local)], path, dtype);
+    let written = prepared.and(streamed).and_then(|()| match writer {
+        true => write_folder_files(&plan.full, dir, dtype, tokenizer_from),
+        false => Ok(()),
+    });
     // Everyone waits for the write, even when it failed, so no rank is left in a collective.
     comm.barrier()?;
     written

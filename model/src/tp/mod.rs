@@ -24,13 +24,15 @@
 //!
 //! Limits: the vocab-range masks and the loss's per-row fix-ups touch `N` values on the host,
 //! so a rank's activations must be CPU tensors (a CUDA port would add two tiny kernels);
-//! saving assembles the full model on every rank before rank 0 writes it.
+//! a checkpoint streams one full tensor at a time through every rank (rank 0 writes it), so
+//! each rank briefly holds the largest tensor, never the model.
 
 mod backward;
 mod forward;
 mod generate;
 mod group;
 pub mod load;
+mod save;
 pub mod shard;
 pub mod vocab;
 pub mod volume;
@@ -42,7 +44,7 @@ use crate::error::Result;
 
 pub use forward::TpModel;
 pub use group::{run_ranks, RankCtx};
-pub use load::{gather, Replicas};
+pub use load::{gather, save_file, Replicas};
 pub use shard::{KvLayout, ShardPlan, Split};
 pub use volume::{CommVolume, CountingComm};
 

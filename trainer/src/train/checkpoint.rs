@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use model::optim::AdamW;
 use model::safetensors_io::{self, write_atomic};
-use model::Llama;
+use model::{Llama, LlamaConfig};
 use runtime::DType;
 use serde::{Deserialize, Serialize};
 
@@ -43,18 +43,50 @@ pub struct TrainerState {
     pub config: GrpoConfig,
 }
 
+impl TrainerState {
+    /// The state after GRPO step `step` (`optimizer_step` AdamW steps in).
+    pub fn new(
+        cfg: &GrpoConfig,
+        step: usize,
+        optimizer_step: u64,
+        rng: [u64; 4],
+        cursor: serde_json::Value,
+    ) -> Self {
+        TrainerState {
+            format: STATE_FORMAT.into(),
+            version: STATE_VERSION,
+            step,
+            optimizer_step,
+            rng,
+            cursor,
+            config: cfg.clone(),
+        }
+    }
+}
+
 /// Writes `m` as a Hugging Face folder into `dir` (created if needed), F32 weights, copying
 /// the tokenizer and generation files found in `side_files_from`.
 pub fn save_hf_folder(m: &Llama, dir: &Path, side_files_from: Option<&Path>) -> Result<()> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let cfg = serde_json::to_vec_pretty(&m.config.to_json(DType::F32))
-        .map_err(|e| TrainError::Invalid(format!("config.json: {e}")))?;
-    write_atomic(&dir.join("config.json"), &cfg)?;
+    write_hf_config(&m.config, dir)?;
     safetensors_io::save(
         &dir.join("model.safetensors"),
         &m.params.named(&m.config),
         DType::F32,
     )?;
+    copy_side_files(dir, side_files_from)
+}
+
+/// `config.json` of an F32 model folder.
+pub fn write_hf_config(config: &LlamaConfig, dir: &Path) -> Result<()> {
+    let cfg = serde_json::to_vec_pretty(&config.to_json(DType::F32))
+        .map_err(|e| TrainError::Invalid(format!("config.json: {e}")))?;
+    write_atomic(&dir.join("config.json"), &cfg)?;
+    Ok(())
+}
+
+/// Copies the tokenizer and generation files found in `side_files_from` into `dir`.
+pub fn copy_side_files(dir: &Path, side_files_from: Option<&Path>) -> Result<()> {
     if let Some(src) = side_files_from {
         for name in MODEL_SIDE_FILES {
             let from = src.join(name);
@@ -88,15 +120,7 @@ pub fn save_trainer(
     cursor: serde_json::Value,
     side_files_from: Option<&Path>,
 ) -> Result<PathBuf> {
-    let state = TrainerState {
-        format: STATE_FORMAT.into(),
-        version: STATE_VERSION,
-        step,
-        optimizer_step: opt.step,
-        rng,
-        cursor,
-        config: cfg.clone(),
-    };
+    let state = TrainerState::new(cfg, step, opt.step, rng, cursor);
     let write_opt = |p: &Path| Ok(opt.save_state(&m.config, p)?);
     save(&cfg.output_dir, m, side_files_from, &write_opt, &state)
 }
@@ -109,22 +133,39 @@ pub fn save(
     write_optimizer: &dyn Fn(&Path) -> Result<()>,
     state: &TrainerState,
 ) -> Result<PathBuf> {
+    let tmp = begin(output_dir, state.step)?;
+    save_hf_folder(m, &tmp, side_files_from)?;
+    write_optimizer(&tmp.join(OPTIMIZER_FILE))?;
+    finish(output_dir, &tmp, state)
+}
+
+/// The empty hidden folder a checkpoint of `step` is written into before [`finish`] renames
+/// it into place (for writers that fill it themselves, e.g. streaming tensor-parallel saves).
+pub fn begin(output_dir: &Path, step: usize) -> Result<PathBuf> {
     fs::create_dir_all(output_dir).map_err(io_err(output_dir))?;
-    let fin = checkpoint_dir(output_dir, state.step);
-    let name = fin
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("checkpoint");
-    let tmp = output_dir.join(format!(".{name}.tmp"));
+    let tmp = output_dir.join(format!(".{}.tmp", dir_name(output_dir, step)));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
-    save_hf_folder(m, &tmp, side_files_from)?;
-    write_optimizer(&tmp.join(OPTIMIZER_FILE))?;
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
+fn dir_name(output_dir: &Path, step: usize) -> String {
+    let fin = checkpoint_dir(output_dir, step);
+    let name = fin.file_name().and_then(|n| n.to_str());
+    name.unwrap_or("checkpoint").to_string()
+}
+
+/// Writes `state` into the folder `tmp` from [`begin`], then renames it to
+/// `checkpoint-<step>`.
+pub fn finish(output_dir: &Path, tmp: &Path, state: &TrainerState) -> Result<PathBuf> {
+    let fin = checkpoint_dir(output_dir, state.step);
+    let name = dir_name(output_dir, state.step);
     let json = serde_json::to_vec_pretty(state)
         .map_err(|e| TrainError::Checkpoint(format!("state: {e}")))?;
     write_atomic(&tmp.join(STATE_FILE), &json)?;
-    sync_dir(&tmp)?;
+    sync_dir(tmp)?;
     if fin.exists() {
         // Re-saving a step (a rerun): move the old copy aside first, as rename cannot
         // replace a non-empty folder.
@@ -133,10 +174,10 @@ pub fn save(
             fs::remove_dir_all(&old).map_err(io_err(&old))?;
         }
         fs::rename(&fin, &old).map_err(io_err(&fin))?;
-        fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+        fs::rename(tmp, &fin).map_err(io_err(&fin))?;
         fs::remove_dir_all(&old).map_err(io_err(&old))?;
     } else {
-        fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+        fs::rename(tmp, &fin).map_err(io_err(&fin))?;
     }
     sync_dir(output_dir)?;
     Ok(fin)

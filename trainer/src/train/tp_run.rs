@@ -4,15 +4,16 @@
 //! it with [`grpo_step_tp`]; checkpoints gather the shards (weights and AdamW moments) into
 //! one Hugging Face folder that single-process runs (and any `tp`) can resume from.
 //!
-//! Limit: saving and resuming assemble full-size tensors on each rank of the saving group
-//! (as [`model::tp::load::save`] does), fine for CPU runs, not for a 70B model.
+//! Saving streams one full tensor at a time through the TP group (rank 0 writes it), so no
+//! rank holds the model. Limit: resuming reads the whole AdamW state on every rank before
+//! slicing it, fine for CPU runs, not for a 70B model.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use model::optim::AdamW;
-use model::tp::{gather, load::slice_params, CountingComm, Replicas, TpModel};
-use model::{Llama, LlamaParams, ModelError};
+use model::tp::{load::slice_params, save_file, CountingComm, TpModel};
+use model::{Llama, ModelError};
 use runtime::comm::{Backend, Communicator, DistEnv, MeshGroups, Rendezvous, ThreadGroup};
 use runtime::{DType, Rng};
 
@@ -251,35 +252,42 @@ impl<T: Task> TpTrainer<T> {
         Ok(m)
     }
 
-    /// Gathers the TP group's shards and (on the main rank) writes `checkpoint-<step>`; a
-    /// collective over the TP group of DP rank 0, a no-op on the other DP groups.
+    /// Streams the TP group's shards (weights and AdamW moments, one full tensor at a time)
+    /// into `checkpoint-<step>`, written by the main rank; a collective over the TP group of
+    /// DP rank 0, a no-op on the other DP groups.
     pub fn save(&mut self) -> Result<Option<PathBuf>> {
         if self.comms.dp_rank() != 0 {
             return Ok(None);
         }
         let plan = &self.learner.model.plan;
         let tp = self.comms.tp.as_mut();
-        let full = |p: &LlamaParams, tp: &mut dyn Communicator| -> Result<LlamaParams> {
-            Ok(gather(plan, tp, p, Replicas::Identical)?)
-        };
+        let main = plan.rank == 0;
+        let begun = main.then(|| checkpoint::begin(&self.cfg.output_dir, self.step));
+        let dir = begun.as_ref().and_then(|b| b.as_ref().ok());
+        let file = |name: &str| dir.map(|d| d.join(name));
+        let (model_file, opt_file) = (file("model.safetensors"), file(OPTIMIZER_FILE));
         let opt = &self.learner.opt;
-        let params = full(&self.learner.model.local.params, tp)?;
-        let full_opt = opt.map_state(|p| full(p, tp))?;
-        let written = match plan.rank == 0 {
-            true => {
-                let m = Llama::from_params(plan.full.clone(), params)?;
-                checkpoint::save_trainer(
+        let local = [("", &self.learner.model.local.params)];
+        let weights = save_file(plan, tp, &local, model_file.as_deref(), DType::F32);
+        let mut parts = vec![("m.", &opt.m), ("v.", &opt.v)];
+        parts.extend(opt.master.as_ref().map(|p| ("master.", p)));
+        let moments = save_file(plan, tp, &parts, opt_file.as_deref(), DType::F32);
+        let streamed = weights.and(moments).map_err(TrainError::from);
+        let written = match begun {
+            Some(begun) => begun.and_then(|tmp| {
+                streamed?;
+                checkpoint::write_hf_config(&plan.full, &tmp)?;
+                checkpoint::copy_side_files(&tmp, self.side_files.as_deref())?;
+                let state = checkpoint::TrainerState::new(
                     &self.cfg,
                     self.step,
-                    &m,
-                    &full_opt,
+                    opt.step,
                     self.rng.state(),
                     self.task.cursor(),
-                    self.side_files.as_deref(),
-                )
-                .map(Some)
-            }
-            false => Ok(None),
+                );
+                checkpoint::finish(&self.cfg.output_dir, &tmp, &state).map(Some)
+            }),
+            None => streamed.map(|()| None),
         };
         // Everyone waits for the write, even a failed one, so no rank is left in a collective.
         tp.barrier().map_err(ModelError::Comm)?;
