@@ -50,12 +50,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.tp > 1 {
         anyhow::ensure!(
-            !cfg.zero1,
-            "zero1 shards the optimizer over data-parallel ranks without --tp; it is not \
-             implemented for --tp {} (drop zero1 or --tp)",
-            args.tp
-        );
-        anyhow::ensure!(
             cfg.overlap_grad_sync != Some(true),
             "overlap_grad_sync = true is not implemented for --tp {}: the replicated K/V \
              gradients are summed over the TP group after the backward",

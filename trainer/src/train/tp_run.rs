@@ -23,6 +23,7 @@ use super::run::Task;
 use super::run_loop::{run_steps, Steps};
 use super::step::StepSettings;
 use super::tp_step::{grpo_step_tp, TpLearner};
+use super::zero1::{full_state_bytes, Zero1};
 use super::{Result, TrainError};
 use crate::config::GrpoConfig;
 use crate::dp::DataParallel;
@@ -213,9 +214,21 @@ impl<T: Task> TpTrainer<T> {
         })
     }
 
+    /// With `zero1` and a DP group, shards this TP rank's optimizer state over its DP group
+    /// on first use (a fresh state or one resumed from any checkpoint).
+    fn ensure_zero(&mut self) -> Result<()> {
+        if let (true, None, Some(dp)) = (self.cfg.zero1, &self.learner.zero, &self.comms.dp) {
+            let l = &mut self.learner;
+            let (rank, world) = (dp.rank(), dp.world_size());
+            l.zero = Some(Zero1::new(&mut l.opt, &l.model.local, rank, world)?);
+        }
+        Ok(())
+    }
+
     /// Runs one step; returns its metrics line (whole-batch values on every rank; the
     /// communication volume is this rank's, TP and DP together).
     pub fn step_once(&mut self) -> Result<StepMetrics> {
+        self.ensure_zero()?;
         let t0 = Instant::now();
         let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
         let seed = self.rng.next_u64();
@@ -242,7 +255,10 @@ impl<T: Task> TpTrainer<T> {
         );
         m.comm_bytes = c.all_reduce_bytes + c.all_gather_bytes + c.other_bytes;
         m.comm_collectives = c.all_reduce_calls + c.all_gather_calls + c.other_calls;
-        m.optimizer_state_bytes = super::zero1::full_state_bytes(&self.learner.opt);
+        m.optimizer_state_bytes = match &self.learner.zero {
+            Some(z) => z.state_bytes(),
+            None => full_state_bytes(&self.learner.opt),
+        };
         if let Some(dp) = self.comms.dp.as_mut() {
             m.dp_world = dp.world_size();
             let (bytes, calls) = dp.take_volume();
@@ -254,8 +270,16 @@ impl<T: Task> TpTrainer<T> {
 
     /// Streams the TP group's shards (weights and AdamW moments, one full tensor at a time)
     /// into `checkpoint-<step>`, written by the main rank; a collective over the TP group of
-    /// DP rank 0, a no-op on the other DP groups.
+    /// DP rank 0 (and, under ZeRO-1, over every DP group first: the moments are gathered into
+    /// the unsharded layout, so any run resumes from it with or without ZeRO-1).
     pub fn save(&mut self) -> Result<Option<PathBuf>> {
+        // Under ZeRO-1 every DP rank first contributes its share of the moments.
+        let gathered = match (&self.learner.zero, self.comms.dp.as_mut()) {
+            (Some(z), Some(dp)) => {
+                Some(z.gather_state(dp, &self.learner.opt, &self.learner.model.local)?)
+            }
+            _ => None,
+        };
         if self.comms.dp_rank() != 0 {
             return Ok(None);
         }
@@ -266,7 +290,7 @@ impl<T: Task> TpTrainer<T> {
         let dir = begun.as_ref().and_then(|b| b.as_ref().ok());
         let file = |name: &str| dir.map(|d| d.join(name));
         let (model_file, opt_file) = (file("model.safetensors"), file(OPTIMIZER_FILE));
-        let opt = &self.learner.opt;
+        let opt = gathered.as_ref().unwrap_or(&self.learner.opt);
         let local = [("", &self.learner.model.local.params)];
         let weights = save_file(plan, tp, &local, model_file.as_deref(), DType::F32);
         let mut parts = vec![("m.", &opt.m), ("v.", &opt.v)];

@@ -12,17 +12,19 @@
 use std::time::Instant;
 
 use model::optim::AdamW;
-use model::tp::TpModel;
+use model::tp::{ShardPlan, Split, TpModel};
 use model::LlamaParams;
 use runtime::comm::Communicator;
+use runtime::{DType, Device, Tensor};
 
 use super::dp_step::rank_seed;
 use super::iterations::Iterations;
 use super::rollout::{self, RolloutSettings, Rollouts};
 use super::step::{score_rollouts, Reward, Scored, StepReport, StepSettings};
 use super::tp_policy::{completion_logps, policy_backward};
+use super::zero1::Zero1;
 use super::Result;
-use crate::dp::DataParallel;
+use crate::dp::{DataParallel, DpError};
 use crate::grpo::compute_advantages;
 
 /// A TP rank's training state: its shard, the optimizer over the shard, and the frozen
@@ -32,6 +34,9 @@ pub struct TpLearner {
     pub opt: AdamW,
     pub reference: Option<TpModel>,
     grads: LlamaParams,
+    /// This rank's share (over its DP group) of the shard's AdamW state under ZeRO-1; `opt`
+    /// then holds no moments.
+    pub zero: Option<Zero1>,
 }
 
 impl TpLearner {
@@ -42,10 +47,12 @@ impl TpLearner {
             opt,
             reference,
             grads,
+            zero: None,
         })
     }
 
-    /// This shard's gradients of the last step's last iteration (reduced over TP and DP).
+    /// This shard's gradients of the last step's last iteration (reduced over TP, and over
+    /// DP unless ZeRO-1 reduce-scattered them).
     pub fn grads(&self) -> &LlamaParams {
         &self.grads
     }
@@ -173,6 +180,23 @@ pub fn train_on_rollouts(
             .reduce_replicated_grads(&mut learner.grads, tp)?;
         // Not overlapped: the DP sum must follow the TP sum of the replicated K/V gradients
         // to stay bit-identical to the single-rank order.
+        if let (Some(z), Some(d)) = (learner.zero.as_mut(), dp.as_deref_mut()) {
+            it.timings.backward += t0.elapsed().as_secs_f64();
+            let t0 = Instant::now();
+            let l = &mut learner.model;
+            let counted = counted_tensors(&l.plan);
+            let stats = z.step_with(
+                d,
+                &mut learner.opt,
+                &mut l.local,
+                &learner.grads,
+                lr as f32,
+                &|i| counted[i],
+                &mut |x| tp_sum_f64(tp, x),
+            )?;
+            it.stepped(stats.grad_norm, t0);
+            continue;
+        }
         if let Some(d) = dp.as_deref_mut() {
             let t1 = Instant::now();
             d.sync_grads(&mut learner.grads)?;
@@ -193,4 +217,36 @@ pub fn train_on_rollouts(
         it.stepped(stats.grad_norm, t0);
     }
     it.report(dp)
+}
+
+/// Which of a shard's tensors count towards the whole model's gradient norm: a replicated
+/// tensor (norms; K/V heads held by several ranks) is counted by one holder only, as
+/// [`TpModel::grad_norm`] counts it.
+fn counted_tensors(plan: &ShardPlan) -> Vec<bool> {
+    let splits = plan.splits();
+    let kv = |name: &str| name.ends_with("k_proj.weight") || name.ends_with("v_proj.weight");
+    splits
+        .iter()
+        .map(|(name, _, split)| match split {
+            Split::Replicated => plan.rank == 0,
+            _ if kv(name) => plan.kv_owner(),
+            _ => true,
+        })
+        .collect()
+}
+
+/// The sum of `x` over the TP group in rank order, in f64 (each value crosses as an f32
+/// pair, high part and remainder, as [`DataParallel::gather_f64`] sends it).
+fn tp_sum_f64(tp: &mut dyn Communicator, x: f64) -> std::result::Result<f64, DpError> {
+    let hi = x as f32;
+    let lo = if hi.is_finite() {
+        (x - hi as f64) as f32
+    } else {
+        0.0
+    };
+    let input = Tensor::from_vec(vec![hi, lo], &[2])?;
+    let mut all = Tensor::zeros(&[2 * tp.world_size()], DType::F32, &Device::Cpu)?;
+    tp.all_gather(&input, &mut all)?;
+    let all = all.as_slice::<f32>()?;
+    Ok(all.chunks_exact(2).map(|p| p[0] as f64 + p[1] as f64).sum())
 }

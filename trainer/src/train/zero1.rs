@@ -46,7 +46,6 @@ impl Segment {
 
 /// This rank's share of the AdamW state and the flat layout of the parameters.
 pub struct Zero1 {
-    rank: usize,
     world: usize,
     /// Parameter count `N`.
     total: usize,
@@ -141,7 +140,6 @@ impl Zero1 {
             }
         }
         Ok(Zero1 {
-            rank,
             world,
             total,
             k,
@@ -155,11 +153,6 @@ impl Zero1 {
     pub fn state_bytes(&self) -> usize {
         let per = |s: &Segment| s.len() * (2 + s.master.is_some() as usize);
         self.segs.iter().map(per).sum::<usize>() * DType::F32.size_in_bytes()
-    }
-
-    /// Elements of this rank's shard (unpadded).
-    fn shard_len(&self) -> usize {
-        ((self.rank + 1) * self.k).min(self.total) - (self.rank * self.k).min(self.total)
     }
 
     /// Elements per rank in one bucket of `bucket_bytes`.
@@ -279,11 +272,33 @@ impl Zero1 {
         grads: &LlamaParams,
         lr: f32,
     ) -> Result<StepStats> {
+        self.step_with(dp, opt, model, grads, lr, &|_| true, &mut Ok)
+    }
+
+    /// [`Zero1::step`] on one shard of a larger model (a tensor-parallel rank's): the squared
+    /// norm counts only the tensors `counted` selects (a replicated copy is counted by one
+    /// rank) and `outer` completes the group's sum (over the other TP ranks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with(
+        &mut self,
+        dp: &mut DataParallel,
+        opt: &mut AdamW,
+        model: &mut Llama,
+        grads: &LlamaParams,
+        lr: f32,
+        counted: &dyn Fn(usize) -> bool,
+        outer: &mut dyn FnMut(f64) -> Result<f64>,
+    ) -> Result<StepStats> {
         let bucket = dp.bucket_bytes;
         let g = self.reduce_scatter(dp, grads, bucket)?;
-        let n = self.shard_len();
-        let local: f64 = g[..n].iter().map(|&x| x as f64 * x as f64).sum();
-        let grad_norm = dp.sum_f64(&[local])?[0].sqrt();
+        // One running sum over the shard in element order (segments are contiguous).
+        let mut local = 0f64;
+        for s in self.segs.iter().filter(|s| counted(s.tensor)) {
+            for &x in &g[s.at..s.at + s.len()] {
+                local += x as f64 * x as f64;
+            }
+        }
+        let grad_norm = outer(dp.sum_f64(&[local])?[0])?.sqrt();
         if !grad_norm.is_finite() {
             return Err(DpError::Invalid(format!(
                 "zero1: gradient norm is {grad_norm}; refusing to step"
