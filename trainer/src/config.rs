@@ -172,6 +172,10 @@ fn d_micro_batch() -> usize {
     8
 }
 
+fn d_bucket_mb() -> f64 {
+    (crate::dp::DEFAULT_BUCKET_BYTES >> 20) as f64
+}
+
 /// `swerl train`'s configuration; names and defaults follow TRL's `GRPOConfig` where TRL has
 /// the knob, and SWE-RL's run (32 problems × 16 rollouts per step) otherwise.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -252,7 +256,8 @@ pub struct GrpoConfig {
     pub context_window: Option<usize>,
     /// ZeRO-1 under data parallelism: each rank keeps and updates only its shard of the AdamW
     /// state, then the weights are all-gathered (same updates, ~1/dp of the optimizer
-    /// memory per rank). Ignored with one rank; not implemented for `--tp` > 1.
+    /// memory per rank); with `--tp`, each TP rank's state is sharded over its DP group.
+    /// Ignored with one DP rank.
     #[serde(default)]
     pub zero1: bool,
     /// Overlap the data-parallel gradient all-reduce with the backward (buckets leave as
@@ -260,9 +265,20 @@ pub struct GrpoConfig {
     /// `--tp` > 1 sync after the backward, so `true` is refused with them.
     #[serde(default)]
     pub overlap_grad_sync: Option<bool>,
+    /// Size in MiB of a data-parallel gradient bucket (one collective each; ZeRO-1's
+    /// reduce-scatter and all-gather use it too): smaller ones start the overlapped sync
+    /// sooner, larger ones issue fewer calls. Default 25, as PyTorch DDP.
+    #[serde(default = "d_bucket_mb")]
+    pub bucket_mb: f64,
 }
 
 impl GrpoConfig {
+    /// [`GrpoConfig::bucket_mb`] in bytes (0 for a non-positive size, which
+    /// [`GrpoConfig::validate`] refuses).
+    pub fn bucket_bytes(&self) -> usize {
+        (self.bucket_mb * (1u64 << 20) as f64).round().max(0.0) as usize
+    }
+
     /// Learning rate of 0-based GRPO `step` (all its `num_iterations` optimizer steps use it):
     /// linear warmup over `warmup_steps` (`(step+1)/warmup`), then the schedule over the
     /// remaining steps.
@@ -346,6 +362,12 @@ impl GrpoConfig {
                  gradients inside its optimizer step, after the backward (drop one of them)"
                     .into(),
             );
+        }
+        if !(self.bucket_mb.is_finite() && self.bucket_bytes() >= 4) {
+            return bad(format!(
+                "bucket_mb = {} must be > 0 (at least 4 bytes, one f32 gradient)",
+                self.bucket_mb
+            ));
         }
         if self.num_iterations == 0 || self.micro_batch == 0 {
             return bad("num_iterations and micro_batch must be > 0".into());
@@ -451,5 +473,30 @@ mod tests {
         let mut t: toml::Table = "model = \"m\"\ndata_dir = \"d\"".parse().unwrap();
         apply_overrides(&mut t, &strings(&["--loss_type", "ppo"])).unwrap();
         assert!(from_table::<GrpoConfig>(t).is_err());
+    }
+
+    #[test]
+    fn bucket_mb_defaults_to_ddp_size_and_must_hold_an_f32() {
+        let base = || {
+            let mut t = toml::Table::new();
+            for (k, v) in [("model", "m"), ("data_dir", "d"), ("output_dir", "o")] {
+                t.insert(k.into(), v.into());
+            }
+            t
+        };
+        let c: GrpoConfig = from_table(base()).unwrap();
+        assert_eq!(c.bucket_bytes(), crate::dp::DEFAULT_BUCKET_BYTES);
+        let mut t = base();
+        apply_overrides(&mut t, &strings(&["--bucket_mb", "0.5"])).unwrap();
+        let c: GrpoConfig = from_table(t).unwrap();
+        assert_eq!(c.bucket_bytes(), 1 << 19);
+        c.validate().unwrap();
+        for bad in ["0", "-2", "1e-9", "inf"] {
+            let mut t = base();
+            apply_overrides(&mut t, &strings(&["--bucket_mb", bad])).unwrap();
+            let c: GrpoConfig = from_table(t).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("bucket_mb"), "{bad}: {e}");
+        }
     }
 }

@@ -633,6 +633,7 @@ fn grpo_config(model: &Path, data: &Path, out: &Path, opts: &QuickstartOptions) 
         context_window: Some(opts.context_window),
         zero1: false,
         overlap_grad_sync: None,
+        bucket_mb: 25.0,
     }
 }
 

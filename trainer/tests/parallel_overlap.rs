@@ -396,3 +396,60 @@ fn parallel_overlap_config_key_switches_it_and_is_refused_where_unsupported() {
         assert!(!o.status.success() && e.contains(want), "{extra:?}: {e}");
     }
 }
+
+/// `bucket_mb` sets the DP bucket size: small buckets issue more collectives for the same
+/// sums (the same checkpoint, byte for byte), the size may change on resume, and a size
+/// holding no f32 is refused.
+#[test]
+fn parallel_cli_bucket_mb_sets_the_bucket_size_and_may_change_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cli_support::mined_dataset(dir.path());
+    let cfg = cli_support::write_config(dir.path(), &data);
+    let run = |pre: &[&str], extra: &[&str], out: &str| {
+        cli_support::swerl()
+            .args(["train", "--quiet", "--dp", "2"])
+            .args(pre)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--output_dir")
+            .arg(dir.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let one = ["--steps", "1"];
+    let small = ["--steps", "1", "--bucket_mb", "0.01"];
+    for (extra, out) in [(&one[..], "default"), (&small[..], "small")] {
+        let o = run(&[], extra, out);
+        assert!(o.status.success(), "{extra:?}: {}", cli_support::stderr(&o));
+    }
+    let (a, b) = (
+        cli_support::metrics(&dir.path().join("default")),
+        cli_support::metrics(&dir.path().join("small")),
+    );
+    let calls = |m: &serde_json::Value| m["comm_collectives"].as_u64().unwrap();
+    assert!(
+        calls(&b[0]) > calls(&a[0]),
+        "{} vs {}",
+        calls(&b[0]),
+        calls(&a[0])
+    );
+    let ckpt = |out: &str| dir.path().join(out).join("checkpoint-000001");
+    let weights = |out: &str| std::fs::read(ckpt(out).join("model.safetensors")).unwrap();
+    assert!(
+        weights("default") == weights("small"),
+        "bucketing changed the sums"
+    );
+
+    let resume = ckpt("default");
+    let resume = ["--resume", resume.to_str().unwrap()];
+    let o = run(&resume, &["--steps", "2", "--bucket_mb", "0.5"], "resumed");
+    assert!(o.status.success(), "{}", cli_support::stderr(&o));
+    assert_eq!(cli_support::metrics(&dir.path().join("resumed")).len(), 1);
+
+    for bad in ["0", "-1", "1e-7", "nan"] {
+        let o = run(&[], &["--bucket_mb", bad], "bad");
+        let e = cli_support::stderr(&o);
+        assert!(!o.status.success() && e.contains("bucket_mb"), "{bad}: {e}");
+    }
+}

@@ -103,7 +103,7 @@ fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow:
     let resume = resume_dir(args, &cfg)?;
     let model_dir = resume.clone().unwrap_or_else(|| cfg.model.clone());
     let (task, eos) = swe_task(&cfg, &model_dir)?;
-    let overlap = cfg.overlap_grad_sync;
+    let (overlap, bucket_bytes) = (cfg.overlap_grad_sync, cfg.bucket_bytes());
     let mut trainer = match &resume {
         Some(dir) => Trainer::resume(cfg, dir, task, eos)?,
         None => {
@@ -112,6 +112,7 @@ fn train_rank(args: &Args, cfg: GrpoConfig, dp: Option<DataParallel>) -> anyhow:
         }
     };
     if let Some(mut dp) = dp {
+        dp.bucket_bytes = bucket_bytes;
         if let Some(on) = overlap {
             dp.set_overlap(on)?;
         }

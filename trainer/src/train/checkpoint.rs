@@ -222,8 +222,9 @@ pub fn latest(output_dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Loads the state at `dir` for a resume and checks `cfg` against the config it was saved
-/// with: only steps, save_steps, output_dir, zero1 and overlap_grad_sync (where the optimizer
-/// state lives and when gradients are summed, not the trajectory) may change.
+/// with: only steps, save_steps, output_dir, zero1, overlap_grad_sync and bucket_mb (where the
+/// optimizer state lives and when and in what pieces gradients are summed, not the
+/// trajectory) may change.
 pub fn load_state_for(dir: &Path, cfg: &GrpoConfig) -> Result<TrainerState> {
     let state = load_state(dir)?;
     let mut saved = state.config.clone();
@@ -232,9 +233,10 @@ pub fn load_state_for(dir: &Path, cfg: &GrpoConfig) -> Result<TrainerState> {
     saved.output_dir = cfg.output_dir.clone();
     saved.zero1 = cfg.zero1;
     saved.overlap_grad_sync = cfg.overlap_grad_sync;
+    saved.bucket_mb = cfg.bucket_mb;
     if saved != *cfg {
         return Err(TrainError::Checkpoint(format!(
-            "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir/zero1/overlap_grad_sync",
+            "{}: the config differs from the checkpoint's in more than steps/save_steps/output_dir/zero1/overlap_grad_sync/bucket_mb",
             dir.display()
         )));
     }

@@ -31,7 +31,10 @@ pub fn run(args: &Args, cfg: GrpoConfig, cuda: bool) -> anyhow::Result<()> {
     let config = LlamaConfig::from_file(&model_dir.join("config.json"))?;
     ShardPlan::new(&config, args.tp, 0)
         .with_context(|| format!("--tp {}: cannot shard {}", args.tp, model_dir.display()))?;
-    let train = |comms: RankComms| -> Result<Vec<StepMetrics>, TrainError> {
+    let train = |mut comms: RankComms| -> Result<Vec<StepMetrics>, TrainError> {
+        if let Some(dp) = comms.dp.as_mut() {
+            dp.bucket_bytes = cfg.bucket_bytes();
+        }
         let (task, eos) =
             swe_task(&cfg, &model_dir).map_err(|e| TrainError::Invalid(format!("{e:#}")))?;
         let mut t = match &resume {
