@@ -5,7 +5,8 @@ use std::path::Path;
 
 use runtime::DType;
 
-use crate::error::{io_err, Result};
+use crate::config::LlamaConfig;
+use crate::error::{io_err, ModelError, Result};
 use crate::model::Llama;
 use crate::safetensors_io::{self, write_atomic};
 
@@ -26,18 +27,29 @@ impl Llama {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let named = self.params.named(&self.config);
         safetensors_io::save(&dir.join("model.safetensors"), &named, dtype)?;
-        let cfg = serde_json::to_string_pretty(&self.config.to_json(dtype))
-            .expect("a JSON value serialises");
-        write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
-        if let Some(src) = tokenizer_from {
-            for name in TOKENIZER_FILES {
-                let from = src.join(name);
-                if from.exists() && src.canonicalize().ok() != dir.canonicalize().ok() {
-                    let bytes = std::fs::read(&from).map_err(io_err(&from))?;
-                    write_atomic(&dir.join(name), &bytes)?;
-                }
+        write_folder_files(&self.config, dir, dtype, tokenizer_from)
+    }
+}
+
+/// The rest of a Hugging Face folder beside its weights, as [`Llama::save`] writes it:
+/// `config.json` (declaring `dtype`) and the tokenizer files found in `tokenizer_from`.
+pub(crate) fn write_folder_files(
+    config: &LlamaConfig,
+    dir: &Path,
+    dtype: DType,
+    tokenizer_from: Option<&Path>,
+) -> Result<()> {
+    let cfg = serde_json::to_string_pretty(&config.to_json(dtype))
+        .map_err(|e| ModelError::Invalid(format!("{}: config.json: {e}", dir.display())))?;
+    write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
+    if let Some(src) = tokenizer_from {
+        for name in TOKENIZER_FILES {
+            let from = src.join(name);
+            if from.exists() && src.canonicalize().ok() != dir.canonicalize().ok() {
+                let bytes = std::fs::read(&from).map_err(io_err(&from))?;
+                write_atomic(&dir.join(name), &bytes)?;
             }
         }
-        Ok(())
     }
+    Ok(())
 }

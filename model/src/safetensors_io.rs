@@ -264,7 +264,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-fn st_dtype(d: DType) -> StDtype {
+pub(crate) fn st_dtype(d: DType) -> StDtype {
     match d {
         DType::F32 => StDtype::F32,
         DType::BF16 => StDtype::BF16,

@@ -17,25 +17,12 @@ use half::{bf16, f16};
 use runtime::comm::Communicator;
 use runtime::{DType, Tensor};
 use safetensors::tensor::{Metadata, TensorInfo};
-use safetensors::Dtype as StDtype;
 
-use crate::config::LlamaConfig;
 use crate::error::{io_err, ModelError, Result};
-use crate::folder::TOKENIZER_FILES;
 use crate::params::LlamaParams;
-use crate::safetensors_io::write_atomic;
+use crate::safetensors_io::st_dtype;
 use crate::tp::load::{gather_one, Gatherer, Replicas};
 use crate::tp::shard::ShardPlan;
-
-fn st_dtype(d: DType) -> StDtype {
-    match d {
-        DType::F32 => StDtype::F32,
-        DType::BF16 => StDtype::BF16,
-        DType::F16 => StDtype::F16,
-        DType::I32 => StDtype::I32,
-        DType::I64 => StDtype::I64,
-    }
-}
 
 /// One tensor of the file: its name, and where its shards live (`part`, canonical index).
 struct Entry {
@@ -218,34 +205,12 @@ pub fn save_file(
     }
 }
 
-/// The rest of a Hugging Face folder beside its weights, as [`Llama::save`] writes it:
-/// `config.json` (declaring `dtype`) and the tokenizer files found in `tokenizer_from`.
-///
-/// [`Llama::save`]: crate::Llama::save
-pub(crate) fn write_folder_files(
-    config: &LlamaConfig,
-    dir: &Path,
-    dtype: DType,
-    tokenizer_from: Option<&Path>,
-) -> Result<()> {
-    let cfg = serde_json::to_string_pretty(&config.to_json(dtype))
-        .map_err(|e| ModelError::Invalid(format!("{}: config.json: {e}", dir.display())))?;
-    write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
-    if let Some(src) = tokenizer_from {
-        for name in TOKENIZER_FILES {
-            let from = src.join(name);
-            if from.exists() && src.canonicalize().ok() != dir.canonicalize().ok() {
-                let bytes = std::fs::read(&from).map_err(io_err(&from))?;
-                write_atomic(&dir.join(name), &bytes)?;
-            }
-        }
-    }
-    Ok(())
-}
+pub(crate) use crate::folder::write_folder_files;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LlamaConfig;
     use crate::tp::{run_ranks, TpModel};
     use crate::Llama;
     use runtime::comm::CommError;
