@@ -34,6 +34,7 @@ mod group;
 pub mod load;
 mod save;
 pub mod shard;
+pub mod state;
 pub mod vocab;
 pub mod volume;
 

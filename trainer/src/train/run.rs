@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use model::optim::AdamW;
+use model::tp::state::{empty_state, StateFile};
+use model::tp::ShardPlan;
 use model::Llama;
-use runtime::Rng;
+use runtime::{DType, Rng};
 
 use super::checkpoint::{self, OPTIMIZER_FILE};
 use super::dp_step::grpo_step_dp;
@@ -44,6 +46,9 @@ pub struct Trainer<T: Task> {
     side_files: Option<PathBuf>,
     /// Data-parallel group; rank 0 alone writes metrics and checkpoints.
     dp: Option<DataParallel>,
+    /// A resumed run's optimizer file, read on first use: only then is the DP group (and so,
+    /// under ZeRO-1, the one range of it this rank keeps) known.
+    pending: Option<StateFile>,
 }
 
 impl<T: Task> Trainer<T> {
@@ -70,6 +75,7 @@ impl<T: Task> Trainer<T> {
             side_files,
             cfg,
             dp: None,
+            pending: None,
         })
     }
 
@@ -84,8 +90,15 @@ impl<T: Task> Trainer<T> {
     ) -> Result<Self> {
         let state = checkpoint::load_state_for(dir, &cfg)?;
         let model = Llama::load(dir)?;
-        let mut opt = AdamW::new(&model, cfg.optim_config())?;
-        opt.load_state(&model, &dir.join(OPTIMIZER_FILE), state.optimizer_step)?;
+        let master = model.params.embed.dtype() != DType::F32;
+        // Checked now (a bad file fails the resume), read when the first step needs it.
+        let file = StateFile::open(&dir.join(OPTIMIZER_FILE), &model.config, master)?;
+        let opt = empty_state(
+            &model.config,
+            cfg.optim_config(),
+            master,
+            state.optimizer_step,
+        )?;
         let reference = if cfg.beta != 0.0 {
             Some(Llama::load(&cfg.model)?)
         } else {
@@ -103,6 +116,7 @@ impl<T: Task> Trainer<T> {
             side_files,
             cfg,
             dp: None,
+            pending: Some(file),
         })
     }
 
@@ -117,6 +131,35 @@ impl<T: Task> Trainer<T> {
     /// True on the rank that writes metrics and checkpoints (rank 0, or no group).
     pub fn is_main(&self) -> bool {
         self.dp.as_ref().is_none_or(|d| d.rank() == 0)
+    }
+
+    /// Reads a resumed run's optimizer state now (else the first step or save does): this
+    /// rank's ZeRO-1 range of it with `zero1` in a group, else all of it.
+    pub fn load_optimizer_state(&mut self) -> Result<()> {
+        let Some(file) = self.pending.take() else {
+            return Ok(());
+        };
+        let l = &mut self.learner;
+        let plan = ShardPlan::new(&l.model.config, 1, 0)?;
+        match (self.cfg.zero1, &self.dp) {
+            (true, Some(dp)) => {
+                let (rank, world) = (dp.rank(), dp.world_size());
+                l.zero = Some(Zero1::from_file(&file, &plan, &l.model, rank, world)?);
+            }
+            _ => {
+                let mut opt = file.load(&plan, l.opt.config, l.opt.step)?;
+                if !l.model.device.is_cpu() {
+                    for t in opt.m.tensors_mut().into_iter().chain(opt.v.tensors_mut()) {
+                        *t = t.to_device(&l.model.device)?;
+                    }
+                    for t in opt.master.iter_mut().flat_map(|p| p.tensors_mut()) {
+                        *t = t.to_device(&l.model.device)?;
+                    }
+                }
+                l.opt = opt;
+            }
+        }
+        Ok(())
     }
 
     /// With `zero1` in a group, shards the optimizer state on first use (a fresh state or
@@ -144,6 +187,7 @@ impl<T: Task> Trainer<T> {
 
     /// Runs one step; returns its metrics line.
     pub fn step_once(&mut self) -> Result<StepMetrics> {
+        self.load_optimizer_state()?;
         self.ensure_zero()?;
         let t0 = Instant::now();
         let prompts = self.task.next_problems(self.cfg.per_step_problems)?;
@@ -193,12 +237,20 @@ impl<T: Task> Trainer<T> {
                     .into(),
             ));
         }
-        self.save_with(&self.learner.opt)
+        match &self.pending {
+            Some(file) => {
+                let plan = ShardPlan::new(&self.learner.model.config, 1, 0)?;
+                let (c, step) = (self.learner.opt.config, self.learner.opt.step);
+                self.save_with(&file.load(&plan, c, step)?)
+            }
+            None => self.save_with(&self.learner.opt),
+        }
     }
 
     /// Checkpoints from every rank of the group: under ZeRO-1 the moments are gathered (the
     /// same file layout as without sharding), then the main rank writes; `None` elsewhere.
     pub fn save_collective(&mut self) -> Result<Option<PathBuf>> {
+        self.load_optimizer_state()?;
         let gathered = match (&self.learner.zero, self.dp.as_mut()) {
             (Some(z), Some(dp)) => {
                 Some(z.gather_state(dp, &self.learner.opt, &self.learner.model)?)

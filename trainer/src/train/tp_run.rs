@@ -5,15 +5,16 @@
 //! one Hugging Face folder that single-process runs (and any `tp`) can resume from.
 //!
 //! Saving streams one full tensor at a time through the TP group (rank 0 writes it), so no
-//! rank holds the model. Limit: resuming reads the whole AdamW state on every rank before
-//! slicing it, fine for CPU runs, not for a 70B model.
+//! rank holds the model. Resuming maps the checkpoint's files and copies out only this rank's
+//! slices (its TP shard, and under ZeRO-1 its DP range of the moments), one tensor at a time.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use model::optim::AdamW;
-use model::tp::{load::slice_params, save_file, CountingComm, TpModel};
-use model::{Llama, ModelError};
+use model::tp::state::{empty_state, StateFile};
+use model::tp::{save_file, CountingComm, TpModel};
+use model::ModelError;
 use runtime::comm::{Backend, Communicator, DistEnv, MeshGroups, Rendezvous, ThreadGroup};
 use runtime::{DType, Rng};
 
@@ -178,9 +179,9 @@ impl<T: Task> TpTrainer<T> {
         })
     }
 
-    /// Continues the run saved in `dir` (by any `tp × dp`, or a single process): weights are
-    /// read as this rank's slices, the AdamW state whole and then sliced. `cfg` may change
-    /// only steps, save_steps and output_dir.
+    /// Continues the run saved in `dir` (by any `tp × dp`, or a single process): weights and
+    /// AdamW state are copied as this rank's slices out of the mapped files (under ZeRO-1
+    /// only its DP range of them). `cfg` may change only steps, save_steps and output_dir.
     pub fn resume(
         cfg: GrpoConfig,
         dir: &Path,
@@ -191,20 +192,36 @@ impl<T: Task> TpTrainer<T> {
         let state = checkpoint::load_state_for(dir, &cfg)?;
         let (tp, rank) = (comms.tp.world_size(), comms.tp_rank());
         let model = TpModel::load(dir, DType::F32, tp, rank)?;
-        let full = Llama::load(dir)?;
-        let mut full_opt = AdamW::new(&full, cfg.optim_config())?;
-        full_opt.load_state(&full, &dir.join(OPTIMIZER_FILE), state.optimizer_step)?;
-        drop(full);
-        let plan = &model.plan;
-        let opt = full_opt.map_state(|p| slice_params(plan, p))?;
+        let (plan, local) = (&model.plan, &model.local);
+        let master = local.params.embed.dtype() != DType::F32;
+        let file = StateFile::open(&dir.join(OPTIMIZER_FILE), &plan.full, master)?;
+        let (optim, step) = (cfg.optim_config(), state.optimizer_step);
+        // Under ZeRO-1 the rank's TP slice is cut again to its DP range as it is read, so
+        // neither the full state nor the TP shard's is ever held.
+        let (opt, zero) = match (cfg.zero1, &comms.dp) {
+            (true, Some(dp)) => (
+                empty_state(&local.config, optim, master, step)?,
+                Some(Zero1::from_file(
+                    &file,
+                    plan,
+                    local,
+                    dp.rank(),
+                    dp.world_size(),
+                )?),
+            ),
+            _ => (file.load(plan, optim, step)?, None),
+        };
+        drop(file);
         let reference = match cfg.beta != 0.0 {
             true => Some(TpModel::load(&cfg.model, DType::F32, tp, rank)?),
             false => None,
         };
         task.restore(&state.cursor)?;
+        let mut learner = TpLearner::new(model, opt, reference)?;
+        learner.zero = zero;
         Ok(TpTrainer {
             rng: Rng::from_state(state.rng)?,
-            learner: TpLearner::new(model, opt, reference)?,
+            learner,
             task,
             step: state.step,
             settings: StepSettings::from_config(&cfg, eos_token_ids),

@@ -14,8 +14,11 @@
 //! input layout reduce-scatter and all-gather split by rank.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use model::optim::{AdamW, StepStats};
+use model::tp::state::{self, StateFile};
+use model::tp::ShardPlan;
 use model::{Llama, LlamaParams};
 use runtime::{ops, DType, Device, Tensor};
 
@@ -85,6 +88,68 @@ impl Zero1 {
     /// releases the full moments and master weights it held (they become empty tensors;
     /// [`Zero1::gather_state`] rebuilds them for checkpoints).
     pub fn new(opt: &mut AdamW, model: &Llama, rank: usize, world: usize) -> Result<Self> {
+        let z = {
+            let (ms, vs) = (opt.m.tensors(), opt.v.tensors());
+            let masters = opt.master.as_ref().map(|p| p.tensors());
+            let has_master = masters.is_some();
+            let numels: Vec<usize> = model.params.tensors().iter().map(|t| t.numel()).collect();
+            let mut fetch = |set: usize, i: usize, r: Range<usize>| -> Result<Cow<'_, [f32]>> {
+                let (src, what) = match set {
+                    0 => (ms[i], "moment m"),
+                    1 => (vs[i], "moment v"),
+                    _ => (masters.as_ref().expect("asked only when kept")[i], "master"),
+                };
+                if src.dtype() != DType::F32 || src.numel() != numels[i] {
+                    return Err(f32_err(what, src));
+                }
+                Ok(match f32_view(src)? {
+                    Cow::Borrowed(s) => Cow::Borrowed(&s[r]),
+                    Cow::Owned(v) => Cow::Owned(v[r].to_vec()),
+                })
+            };
+            Self::build(model, rank, world, has_master, &mut fetch)?
+        };
+        let empty = || Tensor::zeros(&[0], DType::F32, &Device::Cpu);
+        for t in opt.m.tensors_mut().into_iter().chain(opt.v.tensors_mut()) {
+            *t = empty()?;
+        }
+        if let Some(p) = opt.master.as_mut() {
+            for t in p.tensors_mut() {
+                *t = empty()?;
+            }
+        }
+        Ok(z)
+    }
+
+    /// This rank's shard read straight from a checkpoint's mapped optimizer file (`plan`: the
+    /// TP shard `model` is, a one-rank plan without TP): only the tensors overlapping the
+    /// shard are read, each only over the range kept, so the full state is never in memory. The
+    /// optimizer beside it should hold no state ([`model::tp::state::empty_state`]).
+    pub fn from_file(
+        file: &StateFile,
+        plan: &ShardPlan,
+        model: &Llama,
+        rank: usize,
+        world: usize,
+    ) -> Result<Self> {
+        let err = |e: model::ModelError| DpError::Invalid(format!("zero1 resume: {e}"));
+        let mut fetch = |set: usize, i: usize, r: Range<usize>| -> Result<Cow<'_, [f32]>> {
+            let prefix = state::parts(true)[set];
+            Ok(Cow::Owned(file.read(plan, prefix, i, r).map_err(err)?))
+        };
+        Self::build(model, rank, world, file.has_master(), &mut fetch)
+    }
+
+    /// Lays out the flat space of `model` and copies this rank's pieces of each state set
+    /// (`fetch(set, tensor, elements)`: 0 = m, 1 = v, 2 = master) out of the tensors
+    /// overlapping it.
+    fn build<'a>(
+        model: &Llama,
+        rank: usize,
+        world: usize,
+        has_master: bool,
+        fetch: &mut dyn FnMut(usize, usize, Range<usize>) -> Result<Cow<'a, [f32]>>,
+    ) -> Result<Self> {
         if world == 0 || rank >= world {
             return Err(DpError::Invalid(format!(
                 "zero1: rank {rank} of a group of {world}"
@@ -101,9 +166,6 @@ impl Zero1 {
         starts.push(total);
         let k = total.div_ceil(world);
         let (lo, hi) = ((rank * k).min(total), ((rank + 1) * k).min(total));
-        let ms = opt.m.tensors();
-        let vs = opt.v.tensors();
-        let masters = opt.master.as_ref().map(|p| p.tensors());
         let mut segs = Vec::new();
         for (i, t) in params.iter().enumerate() {
             let (s, e) = (starts[i].max(lo), starts[i + 1].min(hi));
@@ -111,33 +173,21 @@ impl Zero1 {
                 continue;
             }
             let (offset, len) = (s - starts[i], e - s);
-            let piece = |src: &Tensor, what: &str| -> Result<Tensor> {
-                if src.dtype() != DType::F32 || src.numel() != t.numel() {
-                    return Err(f32_err(what, src));
-                }
-                flat_vec(f32_view(src)?[offset..offset + len].to_vec())
+            let mut piece = |set: usize| -> Result<Tensor> {
+                flat_vec(fetch(set, i, offset..offset + len)?.into_owned())
             };
             segs.push(Segment {
                 tensor: i,
                 offset,
                 at: s - lo,
-                m: piece(ms[i], "moment m")?,
-                v: piece(vs[i], "moment v")?,
-                master: match &masters {
-                    Some(p) => Some(piece(p[i], "master")?),
-                    None => None,
+                m: piece(0)?,
+                v: piece(1)?,
+                master: match has_master {
+                    true => Some(piece(2)?),
+                    false => None,
                 },
                 decay: t.rank() >= 2,
             });
-        }
-        let empty = || Tensor::zeros(&[0], DType::F32, &Device::Cpu);
-        for t in opt.m.tensors_mut().into_iter().chain(opt.v.tensors_mut()) {
-            *t = empty()?;
-        }
-        if let Some(p) = opt.master.as_mut() {
-            for t in p.tensors_mut() {
-                *t = empty()?;
-            }
         }
         Ok(Zero1 {
             world,
