@@ -25,7 +25,9 @@
 //! Limits: the vocab-range masks and the loss's per-row fix-ups touch `N` values on the host,
 //! so a rank's activations must be CPU tensors (a CUDA port would add two tiny kernels);
 //! a checkpoint streams one full tensor at a time through every rank (rank 0 writes it), so
-//! each rank briefly holds the largest tensor, never the model.
+//! each rank briefly holds the largest tensor, never the model. Resuming copies a rank's slices
+//! of the AdamW state straight out of the mapped optimizer file ([`state`]), as loading does
+//! for the weights, so no rank reads the whole state.
 
 mod backward;
 mod forward;
