@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpo_support::{init_model, parallel_config, tiny_model, Parity, EOS};
+use grpo_support::{init_model, parallel_config, param_bits, tiny_model, Parity, EOS};
 use model::layers::lm_head::shifted_targets;
 use model::model::{GradHook, GradReady};
 use model::optim::{AdamW, OptimConfig};
@@ -21,19 +21,6 @@ use runtime::Tensor;
 use trainer::config::GrpoConfig;
 use trainer::dp::{DataParallel, DpError};
 use trainer::train::{TrainError, Trainer};
-
-fn bits(p: &LlamaParams) -> Bits {
-    p.tensors()
-        .iter()
-        .map(|t| {
-            t.to_f32_vec()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        })
-        .collect()
-}
 
 /// `world` in-process ranks each running `f(rank, dp)`; results in rank order.
 fn ranks<T: Send>(
@@ -71,7 +58,10 @@ fn grpo_run(cfg: &GrpoConfig, world: usize, overlap: bool) -> Vec<(Bits, Bits)> 
         assert!(m
             .iter()
             .all(|x| x.time_s.grad_sync >= 0.0 && x.comm_collectives > 10));
-        (bits(&t.learner.model.params), bits(t.learner.grads()))
+        (
+            param_bits(&t.learner.model.params),
+            param_bits(t.learner.grads()),
+        )
     })
 }
 
@@ -94,7 +84,7 @@ fn parallel_overlap_grpo_dp2_equals_sync_after_backward_bit_for_bit() {
         on[0].0 == off[0].0,
         "overlapped weights differ from the synced ones"
     );
-    let init_bits = bits(&Llama::load(&init).unwrap().params);
+    let init_bits = param_bits(&Llama::load(&init).unwrap().params);
     assert!(on[0].0 != init_bits, "the run did not move the weights");
 }
 
@@ -149,7 +139,7 @@ fn sft_dp(tied: bool, overlap: bool) -> Vec<Bits> {
             })
             .unwrap();
         adam_step(&mut m, &grads);
-        bits(&m.params)
+        param_bits(&m.params)
     })
 }
 
@@ -172,7 +162,7 @@ fn parallel_overlap_sft_dp2_equals_sync_after_backward_and_dp1() {
         let mut g = one.zero_grads().unwrap();
         sft_backward(&one, &rows, total, &mut g, &mut model::model::NoHook).unwrap();
         adam_step(&mut one, &g);
-        let want = bits(&one.params);
+        let want = param_bits(&one.params);
         // Two halves summed differ from one batch's sum by rounding only; Adam's first step
         // is about lr * sign(g), so only elements whose gradient is rounding noise may move
         // by up to 2 lr.

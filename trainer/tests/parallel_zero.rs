@@ -9,46 +9,18 @@ mod grpo_support;
 
 use std::path::Path;
 
-use grpo_support::{init_model, parallel_config, Parity, EOS};
+use grpo_support::{init_model, param_bits, zero_config, Parity, EOS};
 use model::optim::{AdamW, OptimConfig};
 use model::{Llama, LlamaConfig, LlamaParams};
 use runtime::comm::ThreadGroup;
 use runtime::DType;
 use trainer::config::GrpoConfig;
 use trainer::dp::DataParallel;
-use trainer::grpo::{LossType, ScaleRewards};
 use trainer::train::checkpoint::{checkpoint_dir, OPTIMIZER_FILE};
 use trainer::train::metrics::{read_metrics, StepMetrics};
 use trainer::train::tp_run::{run_mesh, TpTrainer};
 use trainer::train::zero1::Zero1;
 use trainer::train::Trainer;
-
-fn config(model: &Path, out: &Path, max_grad_norm: f64) -> GrpoConfig {
-    let mut c = parallel_config(model, out);
-    c.per_step_problems = 6;
-    c.weight_decay = 0.1;
-    c.max_grad_norm = max_grad_norm;
-    c.loss_type = LossType::Bnpo;
-    c.scale_rewards = ScaleRewards::Group;
-    c.save_steps = 0;
-    c
-}
-
-/// Vocabulary 16, 2 layers, 4 query / 2 KV heads: a parameter count that 3 does not divide
-/// (checked below), so shards straddle tensors and the last one is short.
-fn bits(m: &Llama) -> Vec<Vec<u32>> {
-    m.params
-        .tensors()
-        .iter()
-        .map(|t| {
-            t.to_f32_vec()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        })
-        .collect()
-}
 
 struct RankOut {
     weights: Vec<Vec<u32>>,
@@ -87,7 +59,7 @@ fn run_dp(
                     let mut t = t.unwrap().with_dp(dp);
                     let metrics = t.run(false).unwrap();
                     RankOut {
-                        weights: bits(&t.learner.model),
+                        weights: param_bits(&t.learner.model.params),
                         metrics,
                     }
                 })
@@ -113,11 +85,11 @@ fn parallel_zero1_without_clipping_equals_replicated_state_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
     for world in [2, 3] {
-        let base = config(&init, &dir.path().join(format!("plain{world}")), 0.0);
+        let base = zero_config(&init, &dir.path().join(format!("plain{world}")), 0.0);
         let zero = with_zero(&base, &dir.path().join(format!("zero{world}")));
         let want = run_dp(&base, world, 2, None, 1 << 20);
         let got = run_dp(&zero, world, 2, None, 4096);
-        let start = bits(&Llama::load(&init).unwrap());
+        let start = param_bits(&Llama::load(&init).unwrap().params);
         assert_ne!(want[0].weights, start, "the steps did not move the weights");
         for (r, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(g.weights, w.weights, "dp={world} rank {r}: weights differ");
@@ -142,7 +114,7 @@ fn parallel_zero1_without_clipping_equals_replicated_state_bit_for_bit() {
 fn parallel_zero1_with_clipping_matches_replicated_state_within_rounding() {
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
-    let base = config(&init, &dir.path().join("plain"), 0.05);
+    let base = zero_config(&init, &dir.path().join("plain"), 0.05);
     let zero = with_zero(&base, &dir.path().join("zero"));
     let want = run_dp(&base, 2, 2, None, 1 << 20);
     let got = run_dp(&zero, 2, 2, None, 1 << 20);
@@ -177,7 +149,7 @@ fn parallel_zero1_with_clipping_matches_replicated_state_within_rounding() {
 fn parallel_zero1_checkpoint_resumes_exactly_with_or_without_zero1() {
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
-    let base = config(&init, &dir.path().join("plain"), 0.0);
+    let base = zero_config(&init, &dir.path().join("plain"), 0.0);
     let mut zero = with_zero(&base, &dir.path().join("zero"));
     zero.save_steps = 1;
     let straight = run_dp(&base, 2, 2, None, 1 << 20);
@@ -209,7 +181,7 @@ fn parallel_zero1_checkpoint_resumes_exactly_with_or_without_zero1() {
 fn parallel_zero1_holds_a_world_share_of_the_optimizer_state() {
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
-    let base = config(&init, &dir.path().join("plain"), 1.0);
+    let base = zero_config(&init, &dir.path().join("plain"), 1.0);
     let n: usize = Llama::load(&init)
         .unwrap()
         .params
@@ -247,7 +219,7 @@ fn parallel_zero1_holds_a_world_share_of_the_optimizer_state() {
 fn parallel_tp_only_run_reports_dp_world_one() {
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
-    let mut cfg = config(&init, &dir.path().join("tp2"), 1.0);
+    let mut cfg = zero_config(&init, &dir.path().join("tp2"), 1.0);
     cfg.steps = 1;
     run_mesh(2, 1, |_, comms| {
         let mut t = TpTrainer::new(cfg.clone(), Parity::default(), vec![EOS], comms)?;
@@ -265,19 +237,6 @@ fn parallel_tp_only_run_reports_dp_world_one() {
     old.as_object_mut().unwrap().remove("dp_world");
     let back: StepMetrics = serde_json::from_value(old).unwrap();
     assert_eq!(back.dp_world, 1);
-}
-
-fn all_bits(p: &LlamaParams) -> Vec<Vec<u32>> {
-    p.tensors()
-        .iter()
-        .map(|t| {
-            t.to_f32_vec()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        })
-        .collect()
 }
 
 /// A BF16 model keeps f32 master weights: ZeRO-1 shards them with the moments. Three ranks'
@@ -311,7 +270,7 @@ fn parallel_zero1_shards_master_weights_and_matches_adamw_on_the_summed_gradient
         }
         opt.step_with_lr(&mut model, &sum, 1e-2).unwrap();
     }
-    let want = (all_bits(&model.params), opt);
+    let want = (param_bits(&model.params), opt);
     let full = 4 * 3 * want.0.iter().map(Vec::len).sum::<usize>();
     let ranks: Vec<_> = std::thread::scope(|s| {
         let hs: Vec<_> = ThreadGroup::new(world)
@@ -331,7 +290,7 @@ fn parallel_zero1_shards_master_weights_and_matches_adamw_on_the_summed_gradient
                         z.step(&mut dp, &mut opt, &mut model, &g, 1e-2).unwrap();
                     }
                     let state = z.gather_state(&mut dp, &opt, &model).unwrap();
-                    (all_bits(&model.params), state, z.state_bytes())
+                    (param_bits(&model.params), state, z.state_bytes())
                 })
             })
             .collect();
@@ -341,12 +300,12 @@ fn parallel_zero1_shards_master_weights_and_matches_adamw_on_the_summed_gradient
     let mut bytes = 0;
     for (r, (w, state, b)) in ranks.iter().enumerate() {
         assert_eq!(w, &want_w, "rank {r}: BF16 weights");
-        assert_eq!(all_bits(&state.m), all_bits(&want_opt.m), "rank {r}: m");
-        assert_eq!(all_bits(&state.v), all_bits(&want_opt.v), "rank {r}: v");
+        assert_eq!(param_bits(&state.m), param_bits(&want_opt.m), "rank {r}: m");
+        assert_eq!(param_bits(&state.v), param_bits(&want_opt.v), "rank {r}: v");
         let (got_master, want_master) = (state.master.as_ref(), want_opt.master.as_ref());
         assert_eq!(
-            all_bits(got_master.unwrap()),
-            all_bits(want_master.unwrap()),
+            param_bits(got_master.unwrap()),
+            param_bits(want_master.unwrap()),
             "rank {r}: master weights"
         );
         assert_eq!(state.step, 2);

@@ -9,12 +9,11 @@ mod grpo_support;
 
 use std::path::Path;
 
-use grpo_support::{init_model, parallel_config, Parity, EOS};
+use grpo_support::{init_model, parallel_config, zero_config, Parity, EOS};
 use model::optim::AdamW;
 use model::tp::{gather, Replicas};
 use model::Llama;
 use trainer::config::GrpoConfig;
-use trainer::grpo::{LossType, ScaleRewards};
 use trainer::train::checkpoint::{checkpoint_dir, save_trainer, OPTIMIZER_FILE};
 use trainer::train::metrics::StepMetrics;
 use trainer::train::tp_run::{run_mesh, TpTrainer};
@@ -79,19 +78,6 @@ fn parallel_tp_streamed_checkpoint_equals_the_gathered_one_byte_for_byte() {
     }
 }
 
-fn config(model: &Path, out: &Path, max_grad_norm: f64) -> GrpoConfig {
-    let mut c = parallel_config(model, out);
-    // Splits over 2 and 3 DP ranks; 3 does not divide the parameter count, so ZeRO-1
-    // shards straddle tensors and the last one is short.
-    c.per_step_problems = 6;
-    c.weight_decay = 0.1;
-    c.max_grad_norm = max_grad_norm;
-    c.loss_type = LossType::Bnpo;
-    c.scale_rewards = ScaleRewards::Group;
-    c.save_steps = 0;
-    c
-}
-
 fn with_zero(cfg: &GrpoConfig, out: &Path) -> GrpoConfig {
     let mut c = cfg.clone();
     c.zero1 = true;
@@ -145,7 +131,7 @@ fn parallel_zero1_tp_dp_without_clipping_equals_replicated_state_bit_for_bit() {
     let init = init_model(dir.path());
     // TP=4 replicates the 2 KV heads: their summed gradients enter the DP reduce-scatter.
     for (tp, dp) in [(2, 2), (4, 2), (2, 3)] {
-        let base = config(&init, &dir.path().join(format!("plain{tp}{dp}")), 0.0);
+        let base = zero_config(&init, &dir.path().join(format!("plain{tp}{dp}")), 0.0);
         let zero = with_zero(&base, &dir.path().join(format!("zero{tp}{dp}")));
         let want = run(&base, tp, dp, 2, None, 1 << 20);
         let got = run(&zero, tp, dp, 2, None, 4096);
@@ -174,7 +160,7 @@ fn parallel_zero1_tp_dp_with_clipping_matches_replicated_state_within_rounding()
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
     for tp in [2, 4] {
-        let base = config(&init, &dir.path().join(format!("plain{tp}")), 0.05);
+        let base = zero_config(&init, &dir.path().join(format!("plain{tp}")), 0.05);
         let zero = with_zero(&base, &dir.path().join(format!("zero{tp}")));
         let want = run(&base, tp, 2, 2, None, 1 << 20);
         let got = run(&zero, tp, 2, 2, None, 1 << 20);
@@ -209,7 +195,7 @@ fn parallel_zero1_tp_dp_with_clipping_matches_replicated_state_within_rounding()
 fn parallel_zero1_tp_dp_checkpoint_resumes_exactly_with_or_without_zero1() {
     let dir = tempfile::tempdir().unwrap();
     let init = init_model(dir.path());
-    let mut base = config(&init, &dir.path().join("plain"), 0.0);
+    let mut base = zero_config(&init, &dir.path().join("plain"), 0.0);
     base.save_steps = 1;
     let mut zero = with_zero(&base, &dir.path().join("zero"));
     zero.save_steps = 1;

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use model::{Llama, LlamaConfig};
+use model::{Llama, LlamaConfig, LlamaParams};
 use runtime::DType;
 use trainer::config::{GrpoConfig, LrSchedule};
+use trainer::grpo::{LossType, ScaleRewards};
 use trainer::train::checkpoint::save_hf_folder;
 use trainer::train::{Reward, Scored, Task};
 
@@ -102,4 +103,32 @@ pub fn parallel_config(model: &Path, out: &Path) -> GrpoConfig {
     c.num_iterations = 2;
     c.max_grad_norm = 0.5;
     c
+}
+
+/// The ZeRO-1 tests' run: 6 problems (they split over 2 and 3 DP ranks; 3 does not divide the
+/// parameter count, so ZeRO-1 shards straddle tensors and the last one is short), weight
+/// decay, `bnpo`, and clipping at `max_grad_norm` (0: none).
+pub fn zero_config(model: &Path, out: &Path, max_grad_norm: f64) -> GrpoConfig {
+    let mut c = parallel_config(model, out);
+    c.per_step_problems = 6;
+    c.weight_decay = 0.1;
+    c.max_grad_norm = max_grad_norm;
+    c.loss_type = LossType::Bnpo;
+    c.scale_rewards = ScaleRewards::Group;
+    c.save_steps = 0;
+    c
+}
+
+/// Every tensor's values as bits, for bit-for-bit comparisons.
+pub fn param_bits(p: &LlamaParams) -> Vec<Vec<u32>> {
+    p.tensors()
+        .iter()
+        .map(|t| {
+            t.to_f32_vec()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        })
+        .collect()
 }
