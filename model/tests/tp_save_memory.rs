@@ -2,35 +2,12 @@
 //! test binary, so nothing else allocates while it measures): saving streams one tensor at a
 //! time, so the ranks together hold a few copies of the largest tensor, never the model.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 use model::tp::{run_ranks, TpModel};
 use model::{Llama, LlamaConfig};
 use runtime::DType;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::SeqCst) + l.size();
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::SeqCst);
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 #[test]
 fn tp_save_holds_a_few_tensors_not_the_model() {
@@ -61,21 +38,21 @@ fn tp_save_holds_a_few_tensors_not_the_model() {
         .collect();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    run_ranks(tp, |mut ctx| {
-        let tm = &shards[ctx.rank];
-        model::tp::load::save(
-            &tm.plan,
-            ctx.comm.as_mut(),
-            &tm.local.params,
-            &out,
-            DType::F32,
-            None,
-        )
-    })
-    .unwrap();
-    let extra = PEAK.load(Ordering::SeqCst) - base;
+    let (saved, left, over) = counting_alloc::measure(|| {
+        run_ranks(tp, |mut ctx| {
+            let tm = &shards[ctx.rank];
+            model::tp::load::save(
+                &tm.plan,
+                ctx.comm.as_mut(),
+                &tm.local.params,
+                &out,
+                DType::F32,
+                None,
+            )
+        })
+    });
+    saved.unwrap();
+    let extra = left + over;
     // Per rank: the gather buffer, the assembled tensor and (rank 0) its bytes, plus the
     // writer's 1 MiB buffer and the threads' own; assembling the model would take `tp`
     // copies of it.

@@ -4,12 +4,13 @@
 //! shard, under ZeRO-1 only its DP range of that), so a resumed rank holds its share of the
 //! state and, beyond what it keeps, at most a tensor or two in flight — never the full state.
 
+#[path = "../../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 mod grpo_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use counting_alloc::measure;
 use grpo_support::{parallel_config, Parity, EOS};
 use model::optim::AdamW;
 use model::{Llama, LlamaConfig};
@@ -22,39 +23,6 @@ use trainer::train::run::Trainer;
 use trainer::train::tp_run::{thread_mesh, TpTrainer};
 use trainer::train::zero1::full_state_bytes;
 use trainer::train::Task;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::SeqCst) + l.size();
-            PEAK.fetch_max(now, Ordering::SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::SeqCst);
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// What `f` leaves allocated (its result included) and the most it held beyond that.
-fn measure<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    let before = LIVE.load(Ordering::SeqCst);
-    PEAK.store(before, Ordering::SeqCst);
-    let out = f();
-    let after = LIVE.load(Ordering::SeqCst);
-    let peak = PEAK.load(Ordering::SeqCst);
-    (out, after.saturating_sub(before), peak - after.max(before))
-}
 
 /// A checkpoint of a many-layer model (the largest tensor ~1/70 of it) with non-zero moments.
 fn checkpoint(dir: &Path) -> (GrpoConfig, std::path::PathBuf, usize, usize) {
