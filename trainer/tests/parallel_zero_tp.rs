@@ -9,7 +9,7 @@ mod grpo_support;
 
 use std::path::Path;
 
-use grpo_support::{init_model, parallel_config, zero_config, Parity, EOS};
+use grpo_support::{init_model, parallel_config, param_bits, zero_config, Parity, EOS};
 use model::optim::AdamW;
 use model::tp::{gather, Replicas};
 use model::Llama;
@@ -109,18 +109,7 @@ fn run(
         let plan = &t.learner.model.plan;
         let local = &t.learner.model.local.params;
         let full = gather(plan, t.comms.tp.as_mut(), local, Replicas::Identical)?;
-        let bits = full
-            .tensors()
-            .iter()
-            .map(|t| {
-                t.to_f32_vec()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect()
-            })
-            .collect();
-        Ok((bits, m))
+        Ok((param_bits(&full), m))
     })
     .unwrap()
 }
