@@ -170,6 +170,17 @@ fn num(out: &mut Vec<u8>, n: impl std::fmt::Display) {
     let _ = write!(out, "{n}");
 }
 
+fn list<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (n, x) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        each(out, x);
+    }
+    out.push(b']');
+}
+
 fn map(out: &mut Vec<u8>, m: &BTreeMap<String, String>) {
     out.push(b'{');
     let mut first = true;
@@ -286,14 +297,7 @@ pub fn write_instance(out: &mut Vec<u8>, inst: &Instance) {
         string(out, v);
     }
     key(out, f, "commits");
-    out.push(b'[');
-    for (n, c) in commits.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        string(out, c);
-    }
-    out.push(b']');
+    list(out, commits, |out, c| string(out, c));
     for (name, v) in [
         ("created_at", created_at),
         ("author", author),
@@ -306,14 +310,7 @@ pub fn write_instance(out: &mut Vec<u8>, inst: &Instance) {
         string(out, v);
     }
     key(out, f, "linked_issues");
-    out.push(b'[');
-    for (n, i) in linked_issues.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        num(out, i);
-    }
-    out.push(b']');
+    list(out, linked_issues, |out, i| num(out, i));
     key(out, f, "code_context");
     map(out, code_context);
     key(out, f, "oracle_new_content");
@@ -323,14 +320,7 @@ pub fn write_instance(out: &mut Vec<u8>, inst: &Instance) {
     key(out, f, "test_patch");
     string(out, test_patch);
     key(out, f, "relevant_files");
-    out.push(b'[');
-    for (n, r) in relevant_files.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        relevant(out, r);
-    }
-    out.push(b']');
+    list(out, relevant_files, relevant);
     key(out, f, "stats");
     stats(out, st);
     out.push(b'}');
