@@ -2,31 +2,15 @@
 //! tokenizer, tiny Llama-3, SFT warm-up, GRPO, plots, and a model folder that loads and
 //! generates.
 
+mod cli_support;
+
 use std::path::Path;
 use std::process::Command;
 
+use cli_support::git;
 use model::{GenerateConfig, Llama, Message, Tokenizer};
 use trainer::quickstart::{run, QuickstartOptions};
 use trainer::train::metrics::read_metrics;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A repository whose history is a series of small bug fixes to a few Python files.
 fn make_repo(dir: &Path) {

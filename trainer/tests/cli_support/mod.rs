@@ -25,7 +25,9 @@ pub fn fixture_model() -> PathBuf {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
+/// Runs `git` in `dir` with a fixed author and date (reproducible commit ids); panics with
+/// git's stderr if it fails.
+pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -37,7 +39,11 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A toy repository of four one-line fixes, mined with `swerl mine --all-commits`.
