@@ -7,6 +7,7 @@
 mod cli_support;
 mod grpo_support;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -335,22 +336,32 @@ fn parallel_overlap_dead_peer_mid_backward_fails_with_a_message_naming_it() {
     }
 }
 
+/// `swerl train --dp 2` with `pre` before the config and `extra` config-key overrides after it.
+fn train_dp2(cfg: &Path, out: &Path, pre: &[&str], extra: &[&str]) -> std::process::Output {
+    cli_support::swerl()
+        .args(["train", "--quiet", "--dp", "2"])
+        .args(pre)
+        .arg("--config")
+        .arg(cfg)
+        .arg("--output_dir")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn parallel_overlap_config_key_switches_it_and_is_refused_where_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let data = cli_support::mined_dataset(dir.path());
     let cfg = cli_support::write_config(dir.path(), &data);
     let run = |pre: &[&str], extra: &[&str], out: &str| {
-        cli_support::swerl()
-            .args(["train", "--quiet", "--dp", "2"])
-            .args(pre)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--steps", "1", "--output_dir"])
-            .arg(dir.path().join(out))
-            .args(extra)
-            .output()
-            .unwrap()
+        train_dp2(
+            &cfg,
+            &dir.path().join(out),
+            pre,
+            &[&["--steps", "1"], extra].concat(),
+        )
     };
     let off = run(&[], &["--overlap-grad-sync", "false"], "off");
     assert!(off.status.success(), "{}", cli_support::stderr(&off));
@@ -396,16 +407,7 @@ fn parallel_cli_bucket_mb_sets_the_bucket_size_and_may_change_on_resume() {
     let data = cli_support::mined_dataset(dir.path());
     let cfg = cli_support::write_config(dir.path(), &data);
     let run = |pre: &[&str], extra: &[&str], out: &str| {
-        cli_support::swerl()
-            .args(["train", "--quiet", "--dp", "2"])
-            .args(pre)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--output_dir")
-            .arg(dir.path().join(out))
-            .args(extra)
-            .output()
-            .unwrap()
+        train_dp2(&cfg, &dir.path().join(out), pre, extra)
     };
     let one = ["--steps", "1"];
     let small = ["--steps", "1", "--bucket_mb", "0.01"];
